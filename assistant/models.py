@@ -1,0 +1,118 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Upload(models.Model):
+    """A sanitised screenshot. Files live under MEDIA_ROOT with random names and are
+    served only to their owner through `upload_image`.
+
+    `original` is the re-encoded full-size image (metadata stripped); `model_copy` is the
+    downscaled one the engine sees.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="uploads"
+    )
+    original = models.CharField(max_length=200)  # path relative to MEDIA_ROOT
+    model_copy = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=40)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    byte_size = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"upload {self.pk} ({self.width}x{self.height})"
+
+
+class Conversation(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+
+    def __str__(self):
+        return self.title or f"conversation {self.pk}"
+
+    @property
+    def group_name(self) -> str:
+        # Channel-layer group that receives this conversation's stream events.
+        return f"conversation.{self.pk}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        STREAMING = "streaming"
+        DONE = "done"
+        FAILED = "failed"
+        ABORTED = "aborted"
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices)
+    text = models.TextField(blank=True)
+    upload = models.ForeignKey(Upload, null=True, blank=True, on_delete=models.SET_NULL)
+    # An assistant message answers one user message.
+    reply_to = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="reply"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DONE)
+    error = models.CharField(max_length=300, blank=True)
+    engine = models.CharField(max_length=100, blank=True)
+    sampling = models.JSONField(default=dict, blank=True)
+    boxes = models.JSONField(default=list, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self):
+        return f"{self.role} message {self.pk} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in {self.Status.DONE, self.Status.FAILED, self.Status.ABORTED}
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object, written in the same transaction as the change.
+
+    Details hold identifiers and counts only, never message text or image content.
+    """
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=60, db_index=True)
+    object_type = models.CharField(max_length=60)
+    object_id = models.CharField(max_length=64)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_id} {self.action} {self.object_type}:{self.object_id}"

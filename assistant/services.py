@@ -1,0 +1,297 @@
+"""Writes: uploads, conversations, questions and the lifecycle of an answer.
+
+Every state change and its audit record share one transaction; work that must only
+happen once the change is durable (handing a question to the engine, deleting files)
+runs on commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from inference import client as inference_client
+from inference.types import ChatTurn, GenerationRequest, SamplingParams
+
+from . import storage
+from .audit import audit_record
+from .errors import ServiceError
+from .models import Conversation, Message, Upload
+from .safety.images import ImageRejected, prepare_for_model, sanitise_upload
+from .safety.pipeline import screen_prompt
+
+logger = logging.getLogger(__name__)
+
+# How many earlier turns the model sees. Screenshots are heavy (about 1,000 visual
+# tokens each), so only the newest one travels with the request.
+HISTORY_TURNS = 10
+
+
+# --- uploads -----------------------------------------------------------------------------
+
+
+def upload_create(*, owner, data: bytes) -> Upload:
+    try:
+        clean = sanitise_upload(
+            data, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.UPLOAD_MAX_PIXELS
+        )
+        prepared = prepare_for_model(
+            clean.data,
+            longest_side=settings.IMAGE_MODEL_LONGEST_SIDE,
+            enhance_document=settings.IMAGE_ENHANCE_DOCUMENTS,
+        )
+    except ImageRejected as exc:
+        status = 413 if exc.code == "too_large" else 400
+        raise ServiceError(exc.message, code=exc.code, status=status) from None
+
+    original = storage.save_new(clean.data, clean.extension)
+    model_copy = storage.save_new(prepared.data, "png")  # prepare_for_model always gives PNG
+    try:
+        with transaction.atomic():
+            upload = Upload.objects.create(
+                owner=owner,
+                original=original,
+                model_copy=model_copy,
+                content_type=clean.content_type,
+                width=clean.width,
+                height=clean.height,
+                byte_size=len(clean.data),
+                sha256=hashlib.sha256(clean.data).hexdigest(),
+            )
+            audit_record(
+                actor=owner,
+                action="upload.create",
+                obj=upload,
+                details={"width": clean.width, "height": clean.height, "bytes": len(clean.data)},
+            )
+    except Exception:
+        # No row means nobody can reach the files: remove them rather than leak them.
+        storage.delete(original, model_copy)
+        raise
+    return upload
+
+
+def _upload_delete_files_on_commit(uploads) -> None:
+    paths = [p for u in uploads for p in (u.original, u.model_copy)]
+    transaction.on_commit(lambda: storage.delete(*paths))
+
+
+# --- conversations -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def conversation_create(*, owner, title: str = "") -> Conversation:
+    conversation = Conversation.objects.create(owner=owner, title=title.strip()[:200])
+    audit_record(actor=owner, action="conversation.create", obj=conversation)
+    return conversation
+
+
+@transaction.atomic
+def conversation_delete(*, conversation: Conversation, acting_user) -> None:
+    for message in conversation.messages.filter(
+        role=Message.Role.ASSISTANT, status__in=[Message.Status.PENDING, Message.Status.STREAMING]
+    ):
+        transaction.on_commit(lambda pk=message.pk: inference_client.abort(pk))
+    # Screenshots belong to the conversation that used them; one still used by another
+    # of the owner's conversations stays.
+    upload_ids = set(conversation.messages.exclude(upload=None).values_list("upload_id", flat=True))
+    used_elsewhere = set(
+        Message.objects.filter(upload_id__in=upload_ids)
+        .exclude(conversation=conversation)
+        .values_list("upload_id", flat=True)
+    )
+    uploads = list(Upload.objects.filter(pk__in=upload_ids - used_elsewhere))
+    audit_record(
+        actor=acting_user,
+        action="conversation.delete",
+        obj=conversation,
+        details={"messages": conversation.messages.count(), "uploads": len(uploads)},
+    )
+    _upload_delete_files_on_commit(uploads)
+    conversation.delete()
+    Upload.objects.filter(pk__in=[u.pk for u in uploads]).delete()
+
+
+# --- questions and answers ----------------------------------------------------------------
+
+
+def message_ask(
+    *,
+    conversation: Conversation,
+    acting_user,
+    text: str,
+    upload: Upload | None = None,
+    sampling: SamplingParams | None = None,
+) -> Message:
+    """Record a question and queue its answer. Returns the assistant message, which the
+    engine fills in; its events arrive on the conversation's channel-layer group."""
+    text = (text or "").strip()
+    if not text:
+        raise ServiceError("Type a question first.", code="empty_prompt")
+    if len(text) > settings.MAX_PROMPT_CHARS:
+        raise ServiceError(
+            f"The question is too long (at most {settings.MAX_PROMPT_CHARS} characters).",
+            code="prompt_too_long",
+        )
+    if upload is not None and upload.owner_id != acting_user.pk:
+        raise ServiceError("No such upload.", code="not_found", status=404)
+    screened = screen_prompt(text)
+    sampling = (
+        sampling or SamplingParams(max_new_tokens=settings.DEFAULT_MAX_NEW_TOKENS)
+    ).clamped()
+
+    with transaction.atomic():
+        # Lock the conversation so two tabs cannot both start an answer in it.
+        conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        busy = conversation.messages.filter(
+            role=Message.Role.ASSISTANT,
+            status__in=[Message.Status.PENDING, Message.Status.STREAMING],
+        ).exists()
+        if busy:
+            raise ServiceError(
+                "An answer is still being written. Wait for it or press Stop.",
+                code="conversation_busy",
+                status=409,
+            )
+        question = Message.objects.create(
+            conversation=conversation, role=Message.Role.USER, text=screened.text, upload=upload
+        )
+        answer = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            reply_to=question,
+            status=Message.Status.PENDING,
+            sampling=asdict(sampling),
+        )
+        if not conversation.title:
+            conversation.title = screened.text[:80]
+        conversation.save(update_fields=["title", "updated_at"])
+        audit_record(
+            actor=acting_user,
+            action="message.ask",
+            obj=question,
+            details={
+                "conversation": conversation.pk,
+                "answer": answer.pk,
+                "upload": str(upload.pk) if upload else None,
+                "redactions": screened.redactions,
+            },
+        )
+        transaction.on_commit(lambda: inference_client.submit(answer.pk))
+    return answer
+
+
+def message_stop(*, message: Message, acting_user) -> None:
+    if message.role != Message.Role.ASSISTANT or message.is_final:
+        return
+    with transaction.atomic():
+        audit_record(actor=acting_user, action="message.stop", obj=message)
+    inference_client.abort(message.pk)
+
+
+def generation_request_build(*, message_id: int) -> GenerationRequest | None:
+    """The engine request for an answer, or None when it is already final (a redelivered
+    task must not answer twice)."""
+    answer = (
+        Message.objects.select_related("conversation", "reply_to").filter(pk=message_id).first()
+    )
+    if answer is None or answer.is_final:
+        return None
+    history = list(
+        answer.conversation.messages.select_related("upload")
+        .filter(pk__lt=answer.pk)
+        .order_by("-id")[: HISTORY_TURNS * 2]
+    )
+    history.reverse()
+    newest_image = next((m for m in reversed(history) if m.upload_id), None)
+    turns = []
+    for message in history:
+        if message.role == Message.Role.ASSISTANT and message.status != Message.Status.DONE:
+            continue  # failed or stopped answers would teach the model half sentences
+        image = message.upload if message is newest_image else None
+        turns.append(
+            ChatTurn(
+                role=message.role,
+                text=message.text,
+                image_path=str(storage.path(image.model_copy)) if image else None,
+                image_size=(image.width, image.height) if image else None,
+            )
+        )
+    sampling = SamplingParams(**{**answer.sampling, "stop": tuple(answer.sampling.get("stop", ()))})
+    return GenerationRequest(request_id=str(answer.pk), turns=tuple(turns), sampling=sampling)
+
+
+def message_generation_start(*, message_id: int, engine: str) -> bool:
+    """Mark an answer as streaming. False if it is already final (nothing to do)."""
+    updated = Message.objects.filter(
+        pk=message_id, status__in=[Message.Status.PENDING, Message.Status.STREAMING]
+    ).update(status=Message.Status.STREAMING, engine=engine[:100], started_at=timezone.now())
+    return bool(updated)
+
+
+def message_generation_finish(
+    *,
+    message_id: int,
+    text: str,
+    finish_reason: str,
+    engine: str,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    boxes: list[dict] | None = None,
+) -> Message | None:
+    with transaction.atomic():
+        answer = Message.objects.select_for_update().filter(pk=message_id).first()
+        if answer is None or answer.is_final:
+            return None
+        answer.text = text
+        answer.status = Message.Status.ABORTED if finish_reason == "abort" else Message.Status.DONE
+        answer.engine = engine[:100]
+        answer.prompt_tokens = prompt_tokens
+        answer.completion_tokens = completion_tokens
+        answer.boxes = boxes or []
+        answer.finished_at = timezone.now()
+        answer.save()
+        audit_record(
+            actor=None,
+            action="message.answer",
+            obj=answer,
+            details={
+                "status": answer.status,
+                "engine": answer.engine,
+                "finish_reason": finish_reason,
+                "completion_tokens": completion_tokens,
+            },
+        )
+    return answer
+
+
+def message_generation_fail(
+    *, message_id: int, error: str, code: str = "engine_error"
+) -> Message | None:
+    with transaction.atomic():
+        answer = Message.objects.select_for_update().filter(pk=message_id).first()
+        if answer is None or answer.is_final:
+            return None
+        answer.status = Message.Status.FAILED
+        answer.error = error[:300]
+        answer.finished_at = timezone.now()
+        answer.save(update_fields=["status", "error", "finished_at"])
+        audit_record(actor=None, action="message.fail", obj=answer, details={"code": code})
+    return answer
+
+
+def messages_fail_interrupted(*, error: str) -> int:
+    """Fail every unfinished answer (used at start-up of the embedded engine)."""
+    count = 0
+    unfinished = Message.objects.filter(
+        role=Message.Role.ASSISTANT, status__in=[Message.Status.PENDING, Message.Status.STREAMING]
+    ).values_list("pk", flat=True)
+    for message_id in list(unfinished):
+        if message_generation_fail(message_id=message_id, error=error, code="interrupted"):
+            count += 1
+    return count
