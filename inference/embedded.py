@@ -12,6 +12,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
+from django.db import connections
 
 from . import worker
 from .runner import UNAVAILABLE_MESSAGE, fail_message, run_generation
@@ -50,7 +51,12 @@ class EmbeddedHost:
     def _run(self, message_id: int) -> None:
         engine = self._engine()
         if engine is None:
-            fail_message(message_id, self.load_error or UNAVAILABLE_MESSAGE, "engine_unavailable")
+            try:
+                fail_message(
+                    message_id, self.load_error or UNAVAILABLE_MESSAGE, "engine_unavailable"
+                )
+            finally:
+                connections.close_all()
             return
         run_generation(message_id, engine)
 

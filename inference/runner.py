@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from assistant.models import Message
 from assistant.safety.pii import StreamingRedactor
@@ -79,7 +79,9 @@ def run_generation(message_id: int, engine: Engine) -> None:
         fail_message(message_id, INTERNAL_ERROR_MESSAGE, "internal", stream)
     finally:
         aborts.clear(message_id)
-        close_old_connections()
+        # Runner threads are long-lived and not request-scoped: give the connection back
+        # instead of holding one per idle thread (reconnecting costs milliseconds).
+        connections.close_all()
 
 
 def _run(request: GenerationRequest, stream: EventStream, engine: Engine) -> None:
