@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from assistant.audit import audit_record
+from audit.services import audit_record
 
 from .keys import generate_key, hash_key, key_matches, split_prefix
 from .models import ApiKey

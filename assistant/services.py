@@ -15,11 +15,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from audit.services import audit_record
 from inference import client as inference_client
 from inference.types import ChatTurn, GenerationRequest, SamplingParams
 
 from . import storage
-from .audit import audit_record
 from .errors import ServiceError
 from .models import Conversation, Message, Upload
 from .safety.images import ImageRejected, prepare_for_model, sanitise_upload

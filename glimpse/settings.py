@@ -51,7 +51,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "channels",
     "accounts",
+    "audit",
     "assistant",
+    "review",
     "inference",
     "glimpse.apps.GlimpseConfig",
 ]

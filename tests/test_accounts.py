@@ -11,7 +11,7 @@ from django.test import Client
 
 from accounts.models import ApiKey
 from accounts.services import api_key_authenticate
-from assistant.models import AuditEvent
+from audit.models import AuditEvent
 
 from .conftest import PASSWORD
 

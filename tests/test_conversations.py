@@ -6,7 +6,8 @@ import pytest
 
 from assistant import services
 from assistant.errors import ServiceError
-from assistant.models import AuditEvent, Conversation, Message, Upload
+from assistant.models import Conversation, Message, Upload
+from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

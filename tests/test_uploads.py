@@ -10,7 +10,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-from assistant.models import AuditEvent, Upload
+from assistant.models import Upload
+from audit.models import AuditEvent
 
 from . import screens
 

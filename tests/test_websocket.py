@@ -6,7 +6,8 @@ import pytest
 from channels.db import database_sync_to_async
 
 from assistant import services
-from assistant.models import AuditEvent, Message
+from assistant.models import Message
+from audit.models import AuditEvent
 
 from .wsclient import collect_until_final, open_socket
 
