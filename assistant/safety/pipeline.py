@@ -1,10 +1,57 @@
-"""The ordered safety steps every question passes before it is stored or sent anywhere."""
+"""The ordered safety steps around every upload, question and answer (docs/safety.md).
+
+Uploads (`screen_upload`, called by `upload_create` before anything is stored):
+  1. sanitise: content sniffed, limits, re-encoded without metadata (images.py)
+  2. OCR, then PII boxed out of the copy that is stored and shown (image_pii.py)
+  3. the model copy is made from the unredacted pixels (kept until the answer is final)
+
+Questions (`screen_question`, called by `message_ask` before anything is stored):
+  1. PII redaction of the prompt (pii.py): only the redacted text is stored, logged,
+     audited, queued; the model gets it too unless PII_MODEL_SEES_RAW_PROMPT
+  2. moderation of the redacted prompt and of the screenshot's (redacted) OCR text:
+     block -> refusal + audit, nothing stored; flag -> stored, review item, audit
+
+Answers (`AnswerGuard`, driven by inference/runner.py while the engine streams):
+  1. PII redaction with hold-back (StreamingRedactor)
+  2. Markdown/HTML images made inert (markup.py)
+  3. moderation of the released text (streaming checkers), then of the whole answer
+     (all checkers): block -> engine aborted, refusal stored and sent, audit;
+     flag -> answer stored and sent, review item, audit
+  4. once final, the screenshot's unredacted model copy is replaced (`answer_settled`)
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
-from .pii import redact_text
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from ..errors import ServiceError
+from .image_pii import ocr_lines, redact_image
+from .images import ImageRejected, prepare_for_model, sanitise_upload
+from .markup import ImageNeutraliser
+from .moderation import (
+    BLOCK,
+    StreamingModerator,
+    Verdict,
+    moderate,
+    refusal_message,
+)
+from .pii import StreamingRedactor, redact_text
+
+logger = logging.getLogger(__name__)
+
+BLOCKED_CODE = "content_blocked"
+CONTENT_FILTER = "content_filter"  # finish_reason of an answer replaced by a refusal
+
+
+# --- prompts ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -17,3 +64,373 @@ class ScreenedPrompt:
 def screen_prompt(text: str) -> ScreenedPrompt:
     result = redact_text(text)
     return ScreenedPrompt(text=result.text, redactions=dict(result.counts))
+
+
+@dataclass(frozen=True)
+class ScreenedQuestion(ScreenedPrompt):
+    verdict: Verdict = field(default_factory=Verdict)
+    # The question as typed; only kept (in memory) when the model may see it.
+    raw_text: str | None = field(default=None, repr=False)
+
+    @property
+    def moderation_record(self) -> dict:
+        if self.verdict.action == "allow":
+            return {}
+        return {**self.verdict.audit_details(), "stage": "input"}
+
+
+def screen_question(*, conversation, acting_user, text: str, upload=None) -> ScreenedQuestion:
+    """Redact, then moderate. Raises ServiceError (content_blocked) after auditing a block."""
+    screened = screen_prompt(text)
+    texts = [screened.text]
+    sources = ["prompt"]
+    if upload is not None and upload.ocr_text:
+        # Text inside a screenshot is untrusted input like the prompt itself.
+        texts.append(upload.ocr_text)
+        sources.append("screenshot_text")
+    verdict = moderate(texts, stage="input")
+    if verdict.blocked:
+        with transaction.atomic():
+            from audit.services import audit_record
+
+            audit_record(
+                actor=acting_user,
+                action="moderation.block",
+                obj=conversation,
+                details={
+                    **verdict.audit_details(),
+                    "stage": "input",
+                    "sources": sources,
+                    "redactions": screened.redactions,
+                },
+            )
+        raise ServiceError(refusal_message(verdict), code=BLOCKED_CODE, status=400)
+    keep_raw = (
+        settings.PII_MODEL_SEES_RAW_PROMPT
+        and settings.INFERENCE_MODE == "embedded"
+        and screened.redactions
+    )
+    return ScreenedQuestion(
+        text=screened.text,
+        redactions=screened.redactions,
+        verdict=verdict,
+        raw_text=text if keep_raw else None,
+    )
+
+
+def question_screened_record(
+    *, screened: ScreenedQuestion, conversation, question, answer, acting_user
+):
+    """Inside message_ask's transaction: queue a flagged question for review, and hand the
+    raw prompt to the engine thread (in memory) if settings allow."""
+    if screened.verdict.flagged:
+        from audit.services import audit_record
+        from review.services import review_item_create
+
+        review_item_create(
+            conversation=conversation,
+            source="moderation",
+            reason="input: " + ",".join(screened.verdict.categories),
+            message=question,
+            acting_user=acting_user,
+        )
+        audit_record(
+            actor=acting_user,
+            action="moderation.flag",
+            obj=question,
+            details={**screened.verdict.audit_details(), "stage": "input"},
+        )
+    if screened.raw_text is not None:
+        raw = screened.raw_text
+        transaction.on_commit(lambda: _raw_prompts.put(answer.pk, raw))
+
+
+class _RawPromptHandoff:
+    """Raw questions waiting for the engine thread of this process, keyed by answer id.
+    Entries are taken once and expire, so nothing lingers in memory either."""
+
+    TTL = 600.0
+
+    def __init__(self) -> None:
+        self._items: dict[int, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, message_id: int, text: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._items = {k: v for k, v in self._items.items() if now - v[0] < self.TTL}
+            self._items[message_id] = (now, text)
+
+    def take(self, message_id: int) -> str | None:
+        with self._lock:
+            item = self._items.pop(message_id, None)
+        if item is None or time.monotonic() - item[0] >= self.TTL:
+            return None
+        return item[1]
+
+
+_raw_prompts = _RawPromptHandoff()
+
+
+def request_with_raw_prompt(request):
+    """The engine request with the newest question as typed, if one was handed over."""
+    try:
+        message_id = int(request.request_id)
+    except ValueError:
+        return request
+    raw = _raw_prompts.take(message_id)
+    if raw is None:
+        return request
+    turns = list(request.turns)
+    for i in range(len(turns) - 1, -1, -1):
+        if turns[i].role == "user":
+            turns[i] = replace(turns[i], text=raw)
+            break
+    return replace(request, turns=tuple(turns))
+
+
+# --- uploads ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScreenedUpload:
+    original: bytes  # what is stored and shown: PII boxed out
+    extension: str
+    content_type: str
+    width: int
+    height: int
+    model_copy: bytes  # PNG for the engine; unredacted pixels when model_copy_unredacted
+    model_copy_unredacted: bool
+    ocr_text: str  # redacted
+    pii_counts: dict[str, int]
+
+
+def screen_upload(data: bytes) -> ScreenedUpload:
+    try:
+        clean = sanitise_upload(
+            data, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.UPLOAD_MAX_PIXELS
+        )
+        model_copy = prepare_for_model(
+            clean.data,
+            longest_side=settings.IMAGE_MODEL_LONGEST_SIDE,
+            enhance_document=settings.IMAGE_ENHANCE_DOCUMENTS,
+        )
+    except ImageRejected as exc:
+        status = 413 if exc.code == "too_large" else 400
+        raise ServiceError(exc.message, code=exc.code, status=status) from None
+    stored, ocr_text, counts = clean.data, "", {}
+    if settings.PII_REDACT_IMAGES:
+        try:
+            redaction = redact_image(
+                clean.data, read_lines=ocr_lines, max_side=settings.SAFETY_OCR_MAX_SIDE
+            )
+        except Exception:
+            # Fail closed: without OCR we cannot tell what the picture shows, and storing
+            # it unredacted is exactly what this step exists to prevent.
+            logger.exception("screenshot OCR failed; upload refused")
+            raise ServiceError(
+                "The screenshot could not be checked for personal data right now. "
+                "Please try again in a minute.",
+                code="redaction_unavailable",
+                status=503,
+            ) from None
+        stored, ocr_text, counts = redaction.data, redaction.text, redaction.counts
+    return ScreenedUpload(
+        original=stored,
+        extension=clean.extension,
+        content_type=clean.content_type,
+        width=clean.width,
+        height=clean.height,
+        model_copy=model_copy.data,
+        model_copy_unredacted=bool(counts),
+        ocr_text=ocr_text,
+        pii_counts=counts,
+    )
+
+
+def upload_forget_unredacted(*, upload_id) -> bool:
+    """Replace an upload's unredacted model copy with one made from the redacted original,
+    unless an answer that uses it is still being written. True if it was replaced."""
+    from audit.services import audit_record
+
+    from .. import storage
+    from ..models import Message, Upload
+
+    if settings.KEEP_UNREDACTED_IMAGES:
+        return False
+    upload = Upload.objects.filter(pk=upload_id, model_copy_unredacted=True).first()
+    if upload is None:
+        return False
+    prepared = prepare_for_model(
+        storage.path(upload.original).read_bytes(),
+        longest_side=settings.IMAGE_MODEL_LONGEST_SIDE,
+        enhance_document=settings.IMAGE_ENHANCE_DOCUMENTS,
+    )
+    new_path = storage.save_new(prepared.data, "png")
+    try:
+        with transaction.atomic():
+            upload = (
+                Upload.objects.select_for_update()
+                .filter(pk=upload_id, model_copy_unredacted=True)
+                .first()
+            )
+            in_use = Message.objects.filter(
+                role=Message.Role.ASSISTANT,
+                status__in=[Message.Status.PENDING, Message.Status.STREAMING],
+                reply_to__upload_id=upload_id,
+            ).exists()
+            if upload is None or in_use:
+                storage.delete(new_path)
+                return False
+            old_path = upload.model_copy
+            upload.model_copy = new_path
+            upload.model_copy_unredacted = False
+            upload.save(update_fields=["model_copy", "model_copy_unredacted"])
+            audit_record(actor=None, action="upload.unredacted_removed", obj=upload)
+            transaction.on_commit(lambda: storage.delete(old_path))
+    except Exception:
+        storage.delete(new_path)
+        raise
+    return True
+
+
+def uploads_forget_stale_unredacted(*, limit: int = 50) -> int:
+    """Unredacted model copies of uploads nobody asked about within UNREDACTED_IMAGE_TTL."""
+    from ..models import Upload
+
+    if settings.KEEP_UNREDACTED_IMAGES:
+        return 0
+    cutoff = timezone.now() - timedelta(seconds=settings.UNREDACTED_IMAGE_TTL)
+    stale = Upload.objects.filter(model_copy_unredacted=True, created_at__lt=cutoff).values_list(
+        "pk", flat=True
+    )[:limit]
+    return sum(upload_forget_unredacted(upload_id=pk) for pk in list(stale))
+
+
+def answer_settled(message_id: int) -> None:
+    """After an answer is final: its screenshot's unredacted pixels are no longer needed."""
+    from ..models import Message
+
+    upload_id = (
+        Message.objects.filter(pk=message_id).values_list("reply_to__upload_id", flat=True).first()
+    )
+    if upload_id:
+        upload_forget_unredacted(upload_id=upload_id)
+    uploads_forget_stale_unredacted(limit=5)
+
+
+# --- answers ---------------------------------------------------------------------------------
+
+
+class AnswerGuard:
+    """Everything between the engine's tokens and the client, in order: PII redaction,
+    inert images, moderation. `feed` returns what may be shown now; once `blocked`, it
+    returns nothing and the runner aborts the engine and stores `refusal` instead."""
+
+    def __init__(self, checkers=None) -> None:
+        self._redactor = StreamingRedactor()
+        self._markup = ImageNeutraliser()
+        self._moderator = StreamingModerator(checkers=checkers)
+
+    @property
+    def verdict(self) -> Verdict:
+        return self._moderator.verdict
+
+    @property
+    def blocked(self) -> bool:
+        return self.verdict.action == BLOCK
+
+    @property
+    def refusal(self) -> str:
+        return refusal_message(self.verdict)
+
+    @property
+    def redactions(self) -> dict[str, int]:
+        return dict(self._redactor.counts)
+
+    def feed(self, text: str) -> str:
+        if self.blocked:
+            return ""
+        safe = self._markup.feed(self._redactor.feed(text))
+        return "" if self._moderator.feed(safe).blocked else safe
+
+    def finish(self) -> str:
+        """The held-back rest; then every checker runs once on the whole answer."""
+        if self.blocked:
+            return ""
+        tail = self._markup.feed(self._redactor.flush()) + self._markup.flush()
+        self._moderator.feed(tail)
+        self._moderator.finish()
+        return "" if self.blocked else tail
+
+    @staticmethod
+    def clean_label(text: str) -> str:
+        """Box labels and engine error messages come from the screen or the model too."""
+        return redact_text(text or "").text
+
+
+def answer_refuse(
+    *, message_id: int, verdict: Verdict, engine: str, prompt_tokens=0, completion_tokens=0
+):
+    """Store the refusal as the answer, with its audit record. None if already final."""
+    from audit.services import audit_record
+
+    from ..models import Message
+    from ..services import message_generation_finish
+
+    with transaction.atomic():
+        answer = message_generation_finish(
+            message_id=message_id,
+            text=refusal_message(verdict),
+            finish_reason=CONTENT_FILTER,
+            engine=engine,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            boxes=[],
+        )
+        if answer is None:
+            return None
+        answer.moderation = {**verdict.audit_details(), "stage": "output"}
+        Message.objects.filter(pk=answer.pk).update(moderation=answer.moderation)
+        audit_record(
+            actor=None,
+            action="moderation.block",
+            obj=answer,
+            details={**verdict.audit_details(), "stage": "output"},
+        )
+    return answer
+
+
+def answer_flag(*, message_id: int, verdict: Verdict) -> None:
+    """A flagged answer went out; put its conversation in front of reviewers."""
+    from audit.services import audit_record
+    from review.services import review_item_create
+
+    from ..models import Message
+
+    with transaction.atomic():
+        answer = Message.objects.select_related("conversation").get(pk=message_id)
+        record = {**verdict.audit_details(), "stage": "output"}
+        Message.objects.filter(pk=message_id).update(moderation=record)
+        review_item_create(
+            conversation=answer.conversation,
+            source="moderation",
+            reason="output: " + ",".join(verdict.categories),
+            message=answer,
+        )
+        audit_record(actor=None, action="moderation.flag", obj=answer, details=record)
+
+
+def answer_redactions_record(*, message_id: int, counts: dict[str, int]) -> None:
+    """Counts of PII removed from an answer, for the audit trail."""
+    if not counts:
+        return
+    from audit.services import audit_record
+
+    from ..models import Message
+
+    with transaction.atomic():
+        answer = Message.objects.get(pk=message_id)
+        audit_record(
+            actor=None, action="message.redact", obj=answer, details={"redactions": counts}
+        )
