@@ -1,0 +1,205 @@
+"""Rate limits, daily quotas and the concurrency cap for API keys and their users.
+
+- Per-minute request rates (every authenticated API call, per key and per user): fixed
+  one-minute windows counted in Redis when REDIS_URL is set, else in the database
+  (`RateWindow`), so the embedded default needs nothing extra and several processes
+  still share one count.
+- Daily quotas (requests and tokens, per key and per user, UTC days): counted from the
+  ledger of API answers (`ApiExchange`), which is exact, survives restarts and cannot be
+  reset by deleting conversations. Tokens are known only once an answer is final, so a
+  request that starts under the quota may end over it; the next one is refused.
+- Concurrent generations per key: answers of the key still pending or streaming, checked
+  under a lock on the key row in the same transaction that starts the answer
+  (api.services.api_answer_start).
+
+Every refusal is a 429 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from accounts.models import ApiKey
+
+from .errors import ApiError
+from .models import ApiExchange, RateWindow
+
+logger = logging.getLogger(__name__)
+
+WINDOW_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    key_per_minute: int
+    user_per_minute: int
+    key_daily_requests: int
+    user_daily_requests: int
+    key_daily_tokens: int
+    user_daily_tokens: int
+    key_concurrent: int
+
+
+def _pick(override, default: int) -> int:
+    return default if override is None else int(override)
+
+
+def limits_for(api_key: ApiKey) -> KeyLimits:
+    """The site defaults, with this key's own values where it has them. 0 means
+    "no limit" for the site defaults."""
+    return KeyLimits(
+        key_per_minute=_pick(api_key.rate_limit_per_minute, settings.API_KEY_RATE_PER_MINUTE),
+        user_per_minute=settings.API_USER_RATE_PER_MINUTE,
+        key_daily_requests=_pick(api_key.daily_request_quota, settings.API_KEY_DAILY_REQUESTS),
+        user_daily_requests=settings.API_USER_DAILY_REQUESTS,
+        key_daily_tokens=_pick(api_key.daily_token_quota, settings.API_KEY_DAILY_TOKENS),
+        user_daily_tokens=settings.API_USER_DAILY_TOKENS,
+        key_concurrent=_pick(api_key.max_concurrent_generations, settings.API_KEY_MAX_CONCURRENT),
+    )
+
+
+# --- per-minute counters -------------------------------------------------------------------
+
+_redis_clients: dict[str, object] = {}
+
+
+def _redis():
+    import redis
+
+    url = settings.REDIS_URL
+    if url not in _redis_clients:
+        _redis_clients[url] = redis.Redis.from_url(url, socket_timeout=2)
+    return _redis_clients[url]
+
+
+def _count_in_redis(key: str, ttl: int) -> int:
+    pipe = _redis().pipeline()
+    pipe.incr(key)
+    pipe.expire(key, ttl, nx=True)
+    count, _ = pipe.execute()
+    return int(count)
+
+
+def _count_in_database(key: str, ttl: int) -> int:
+    now = timezone.now()
+    with transaction.atomic():
+        if not RateWindow.objects.filter(key=key).update(count=F("count") + 1):
+            try:
+                with transaction.atomic():
+                    RateWindow.objects.create(
+                        key=key, count=1, expires_at=now + dt.timedelta(seconds=ttl)
+                    )
+                # A new window: the moment to sweep the finished ones.
+                RateWindow.objects.filter(expires_at__lt=now).delete()
+                return 1
+            except IntegrityError:  # another request created it first
+                RateWindow.objects.filter(key=key).update(count=F("count") + 1)
+        return RateWindow.objects.values_list("count", flat=True).get(key=key)
+
+
+def count_request(name: str) -> tuple[int, float]:
+    """Count one request against the current minute of `name`: (count, seconds until the
+    window ends)."""
+    now = time.time()
+    window = int(now // WINDOW_SECONDS)
+    key = f"glimpse:api:rate:{name}:{window}"
+    ttl = WINDOW_SECONDS * 2
+    if settings.REDIS_URL:
+        try:
+            count = _count_in_redis(key, ttl)
+        except Exception:
+            # A limiter outage must not take the API down with it: let the request
+            # through and say so in the log.
+            logger.warning("rate counter unavailable; request not counted", exc_info=True)
+            count = 0
+    else:
+        count = _count_in_database(key, ttl)
+    return count, (window + 1) * WINDOW_SECONDS - now
+
+
+def rate_limit_check(*, api_key: ApiKey) -> None:
+    limits = limits_for(api_key)
+    checks = [
+        (f"key:{api_key.pk}", limits.key_per_minute, "this API key"),
+        (f"user:{api_key.user_id}", limits.user_per_minute, "your account"),
+    ]
+    for name, limit, whose in checks:
+        if not limit:
+            continue
+        count, retry_after = count_request(name)
+        if count > limit:
+            raise ApiError(
+                429,
+                f"Rate limit reached: {limit} requests per minute for {whose}. "
+                f"Retry after {max(1, round(retry_after))} s.",
+                "rate_limit_exceeded",
+                retry_after=retry_after,
+            )
+
+
+# --- daily quotas -------------------------------------------------------------------------
+
+
+def _day_bounds(now: dt.datetime) -> tuple[dt.datetime, float]:
+    """Start of the current UTC day, and seconds until the next one."""
+    now = now.astimezone(dt.UTC)
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, (start + dt.timedelta(days=1) - now).total_seconds()
+
+
+def usage_today(*, api_key: ApiKey | None = None, user=None) -> dict:
+    start, _ = _day_bounds(timezone.now())
+    rows = ApiExchange.objects.filter(created_at__gte=start)
+    rows = rows.filter(api_key=api_key) if api_key is not None else rows.filter(user=user)
+    totals = rows.aggregate(tokens=Sum(F("prompt_tokens") + F("completion_tokens")))
+    return {"requests": rows.count(), "tokens": totals["tokens"] or 0}
+
+
+def quota_check(*, api_key: ApiKey) -> None:
+    """Refuse a new answer when a daily quota is used up. Call after settling the
+    user's finished answers (api.services.api_exchanges_settle)."""
+    limits = limits_for(api_key)
+    _, until_midnight = _day_bounds(timezone.now())
+    scopes = [
+        ("this API key", usage_today(api_key=api_key), limits.key_daily_requests,
+         limits.key_daily_tokens),
+        ("your account", usage_today(user=api_key.user), limits.user_daily_requests,
+         limits.user_daily_tokens),
+    ]  # fmt: skip
+    for whose, used, max_requests, max_tokens in scopes:
+        if max_requests and used["requests"] >= max_requests:
+            raise ApiError(
+                429,
+                f"Daily quota reached: {max_requests} requests per day for {whose}. "
+                "It resets at 00:00 UTC.",
+                "daily_request_quota_exceeded",
+                retry_after=until_midnight,
+            )
+        if max_tokens and used["tokens"] >= max_tokens:
+            raise ApiError(
+                429,
+                f"Daily quota reached: {max_tokens} tokens per day for {whose}. "
+                "It resets at 00:00 UTC.",
+                "daily_token_quota_exceeded",
+                retry_after=until_midnight,
+            )
+
+
+def concurrency_check(*, api_key: ApiKey, running: int) -> None:
+    limit = limits_for(api_key).key_concurrent
+    if limit and running >= limit:
+        raise ApiError(
+            429,
+            f"This API key already has {running} answers being generated (at most {limit} "
+            "at a time). Wait for one to finish.",
+            "too_many_concurrent_requests",
+            retry_after=settings.API_CONCURRENCY_RETRY_AFTER,
+        )

@@ -1,0 +1,195 @@
+"""Writes made by the API: starting answers (with the concurrency cap and the ledger row),
+conversations seeded from an OpenAI-style message list, settling token counts, and the
+deletions the chat page has no service for. Each with its audit record, in one
+transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+
+from accounts.models import ApiKey
+from assistant import services as assistant_services
+from assistant.errors import ServiceError
+from assistant.models import Conversation, Message, Upload
+from assistant.safety.pipeline import screen_prompt
+from audit.services import audit_record
+from inference.types import SamplingParams
+
+from .limits import concurrency_check
+from .models import ApiConversation, ApiExchange
+
+FINAL_STATUSES = [Message.Status.DONE, Message.Status.FAILED, Message.Status.ABORTED]
+RUNNING_STATUSES = [Message.Status.PENDING, Message.Status.STREAMING]
+# Seeded assistant turns were written by the client, not by an engine of ours.
+CLIENT_SUPPLIED_ENGINE = "client"
+
+
+@dataclass(frozen=True)
+class SeedTurn:
+    role: str  # "user" or "assistant"
+    text: str
+    upload: Upload | None = None
+
+
+def api_key_configure(*, api_key: ApiKey, acting_user, allowed_image_domains: list[str]) -> ApiKey:
+    with transaction.atomic():
+        api_key.allowed_image_domains = list(dict.fromkeys(allowed_image_domains))
+        api_key.save(update_fields=["allowed_image_domains"])
+        audit_record(
+            actor=acting_user,
+            action="api_key.configure",
+            obj=api_key,
+            details={"prefix": api_key.prefix, "image_domains": len(allowed_image_domains)},
+        )
+    return api_key
+
+
+def api_conversation_create(
+    *, api_key: ApiKey, endpoint: str, turns: list[SeedTurn] = ()
+) -> Conversation:
+    """A new conversation marked as the API's, optionally holding earlier turns that the
+    client sent (an OpenAI-style request carries its whole history each time)."""
+    user = api_key.user
+    with transaction.atomic():
+        conversation = assistant_services.conversation_create(owner=user)
+        ApiConversation.objects.create(
+            conversation=conversation, api_key=api_key, endpoint=endpoint
+        )
+        redactions = 0
+        for turn in turns:
+            # History is stored like any question: through the same PII screening.
+            screened = screen_prompt(turn.text)
+            redactions += sum(screened.redactions.values())
+            Message.objects.create(
+                conversation=conversation,
+                role=turn.role,
+                text=screened.text,
+                upload=turn.upload if turn.role == Message.Role.USER else None,
+                status=Message.Status.DONE,
+                engine=CLIENT_SUPPLIED_ENGINE if turn.role == Message.Role.ASSISTANT else "",
+            )
+        if turns:
+            audit_record(
+                actor=user,
+                action="conversation.seed",
+                obj=conversation,
+                details={"turns": len(turns), "redactions": redactions, "key": api_key.prefix},
+            )
+    return conversation
+
+
+def api_answer_start(
+    *,
+    api_key: ApiKey,
+    conversation: Conversation,
+    text: str,
+    upload: Upload | None,
+    sampling: SamplingParams,
+    endpoint: str,
+) -> Message:
+    """Ask through the chat service (same safety pipeline, audit and engine path as the
+    chat page) under the key's concurrency cap, and enter the answer in the ledger."""
+    with transaction.atomic():
+        # The key row lock makes "count running answers, then start one" atomic across
+        # processes; message_ask's engine hand-off runs on commit of this transaction.
+        # NO KEY UPDATE: rows that merely reference the key (a concurrent request's
+        # ApiConversation, inserted while it holds the audit chain lock) must not wait
+        # for it, or the two transactions deadlock.
+        ApiKey.objects.select_for_update(no_key=True).filter(pk=api_key.pk).first()
+        running = ApiExchange.objects.filter(
+            api_key=api_key, answer__status__in=RUNNING_STATUSES
+        ).count()
+        concurrency_check(api_key=api_key, running=running)
+        answer = assistant_services.message_ask(
+            conversation=conversation,
+            acting_user=api_key.user,
+            text=text,
+            upload=upload,
+            sampling=sampling,
+        )
+        ApiExchange.objects.create(
+            user=api_key.user, api_key=api_key, answer=answer, endpoint=endpoint
+        )
+    return answer
+
+
+def api_exchanges_settle(*, user) -> int:
+    """Copy the token counts of the user's finished API answers into the ledger."""
+    count = 0
+    pending = ApiExchange.objects.filter(user=user, settled=False).select_related("answer")
+    for exchange in pending:
+        answer = exchange.answer
+        if answer is not None and answer.status not in FINAL_STATUSES:
+            continue
+        ApiExchange.objects.filter(pk=exchange.pk, settled=False).update(
+            settled=True,
+            prompt_tokens=answer.prompt_tokens if answer else 0,
+            completion_tokens=answer.completion_tokens if answer else 0,
+        )
+        count += 1
+    return count
+
+
+def api_conversation_delete(*, conversation: Conversation, acting_user) -> None:
+    # Settle first: the ledger keeps the counts after the answers are gone.
+    api_exchanges_settle(user=conversation.owner)
+    assistant_services.conversation_delete(conversation=conversation, acting_user=acting_user)
+
+
+def message_exchange_delete(*, message: Message, acting_user) -> None:
+    """Delete one question with its answer. Refused while the answer is being written."""
+    question = message.reply_to if message.role == Message.Role.ASSISTANT else message
+    if question is None:
+        raise ServiceError("This message cannot be deleted on its own.", code="not_deletable")
+    with transaction.atomic():
+        answer = Message.objects.select_for_update().filter(reply_to=question).first()
+        if answer is not None and answer.status in RUNNING_STATUSES:
+            raise ServiceError(
+                "The answer is still being written; stop it or wait before deleting.",
+                code="message_busy",
+                status=409,
+            )
+        if answer is not None and hasattr(answer, "api_exchange"):
+            ApiExchange.objects.filter(pk=answer.api_exchange.pk, settled=False).update(
+                settled=True,
+                prompt_tokens=answer.prompt_tokens,
+                completion_tokens=answer.completion_tokens,
+            )
+        audit_record(
+            actor=acting_user,
+            action="message.delete",
+            obj=question,
+            details={
+                "conversation": question.conversation_id,
+                "answer": answer.pk if answer else None,
+            },
+        )
+        question.delete()  # the answer goes with it (reply_to cascades)
+
+
+def upload_delete(*, upload: Upload, acting_user) -> None:
+    """Delete an uploaded image and its files. Messages that used it keep their text."""
+    from assistant import storage
+
+    with transaction.atomic():
+        audit_record(
+            actor=acting_user,
+            action="upload.delete",
+            obj=upload,
+            details={"used_by": Message.objects.filter(upload=upload).count()},
+        )
+        paths = (upload.original, upload.model_copy)
+        upload.delete()
+        transaction.on_commit(lambda: storage.delete(*paths))
+
+
+def sampling_from(*, max_tokens=None, temperature=None, top_p=None, stop=()) -> SamplingParams:
+    return SamplingParams(
+        max_new_tokens=max_tokens or settings.DEFAULT_MAX_NEW_TOKENS,
+        temperature=0.0 if temperature is None else temperature,
+        top_p=1.0 if top_p is None else top_p,
+        stop=tuple(stop or ()),
+    ).clamped()
