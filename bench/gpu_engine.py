@@ -1,0 +1,546 @@
+"""Benchmark of the GPU engine (inference.vlm) at the GLM-4.6V-Flash shape.
+
+Run on a GPU machine (not a test):
+
+    PYTHONUNBUFFERED=1 python3 bench/gpu_engine.py [--quick] [--out DIR]
+
+What it does, in one process:
+1. versions, GPU name, measured copy bandwidth and bf16 matmul rate (the two ceilings);
+2. correctness on the GPU with a tiny random GLM-4V in float32 (TF32 off): the engine's
+   greedy output equals transformers' generate, and batched/continuous runs (one request
+   joining mid-decode) equal the same requests run alone;
+3. a random-weight model of the exact GLM-4.6V-Flash shape (Glm4vConfig() defaults,
+   partial_rotary_factor 0.5, bf16) built directly on the GPU, a 1024x768 screenshot and
+   about 50 prompt tokens, 128 answer tokens forced: single stream, 8 and 32 at once,
+   32 staggered; the plain transformers generate() baseline at batch 1;
+4. one table, each figure also as a fraction of its hardware floor.
+
+Random weights: the tokens are meaningless, only the shapes and the timing matter. The
+tokenizer is a small locally built one whose special-token ids are written into the
+config, so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from inference.types import ChatTurn, Done, GenerationRequest, SamplingParams  # noqa: E402
+from inference.vlm.engine import VLMEngine  # noqa: E402
+from inference.vlm.loader import LoadedModel, make_processor  # noqa: E402
+from inference.vlm.tiny import GLM_SPECIALS, GLM_TEMPLATE, build_tiny_glm4v, build_tokenizer  # noqa: E402
+
+QUESTION = (
+    "Look at this screenshot of the order page. Which button submits the form, where is it, "
+    "and is there any error message shown next to the email field? Answer briefly please."
+)
+NEW_TOKENS = 128
+
+
+def log(*args):
+    print(*args, flush=True)
+
+
+# --- ceilings ---
+
+
+def ceilings() -> dict:
+    x = torch.empty(2 * 1024**3 // 2, dtype=torch.bfloat16, device="cuda").normal_()
+    y = torch.empty_like(x)
+    for _ in range(3):
+        y.copy_(x)
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(10):
+        y.copy_(x)
+    end.record()
+    torch.cuda.synchronize()
+    copy_bw = 2 * x.numel() * 2 * 10 / (start.elapsed_time(end) / 1e3)  # read + write
+    del x, y
+    a = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
+    b = torch.randn(8192, 8192, dtype=torch.bfloat16, device="cuda")
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    start.record()
+    for _ in range(10):
+        a @ b
+    end.record()
+    torch.cuda.synchronize()
+    flops = 2 * 8192**3 * 10 / (start.elapsed_time(end) / 1e3)
+    del a, b
+    torch.cuda.empty_cache()
+    return {"copy_bytes_per_s": copy_bw, "bf16_flops": flops}
+
+
+# --- correctness on the GPU with a tiny model ---
+
+
+def tiny_checks(tmp: Path, device: str = "cuda") -> dict:
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    folder = build_tiny_glm4v(tmp / "tiny-glm")
+    shots = []
+    for i in range(4):
+        path = tmp / f"tiny{i}.png"
+        rng = np.random.default_rng(i)
+        Image.fromarray(rng.integers(0, 255, (90 + 20 * i, 120, 3), dtype=np.uint8)).save(path)
+        shots.append(str(path))
+    prompts = ["Where is Submit?", "Read the order id.", "Any errors?", "Describe the page."]
+    reqs = [
+        GenerationRequest(
+            f"t{i}",
+            (ChatTurn("user", prompts[i], shots[i], (1280, 960)),),
+            # Different lengths, so jobs finish at different steps and slots get compacted.
+            SamplingParams(max_new_tokens=[24, 9, 17, 30][i]),
+        )
+        for i in range(4)
+    ]
+    engine = VLMEngine(str(folder), device=device, dtype=torch.float32, max_batch=4)
+    engine.load()
+    alone = [list(engine.generate(r))[-1].text for r in reqs]
+    # Together: three at once, the fourth joins once the others are decoding.
+    results: dict[str, str] = {}
+
+    def run(r):
+        results[r.request_id] = list(engine.generate(r))[-1].text
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in reqs[:3]]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    late = threading.Thread(target=run, args=(reqs[3],))
+    late.start()
+    for t in threads + [late]:
+        t.join()
+    together = [results[r.request_id] for r in reqs]
+    # transformers' own generate on the same inputs (checks the slot path against HF).
+    lm = engine.loaded
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompts[0]}]}]
+    text = lm.processor.apply_chat_template(
+        msgs, tokenize=False, add_generation_prompt=True, enable_thinking=False
+    )
+    enc = lm.processor(
+        text=[text], images=[Image.open(shots[0]).convert("RGB")], return_tensors="pt"
+    )
+    enc = {k: v.to(device) for k, v in enc.items()}
+    out = lm.model.generate(**enc, max_new_tokens=24, do_sample=False)
+    hf_text = lm.tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=False)
+    engine.close()
+    torch.backends.cuda.matmul.allow_tf32 = True
+    return {
+        "batched_equals_alone": together == alone,
+        "engine_equals_hf_generate": hf_text.startswith(alone[0]) and bool(alone[0]),
+        "graphs": engine.health().get("cuda_graphs"),
+        "alone": alone,
+        "together": together,
+        "hf": hf_text,
+    }
+
+
+# --- the GLM-4.6V-Flash shape ---
+
+
+def build_full(small: bool = False) -> LoadedModel:
+    from transformers import GenerationConfig, Glm4vConfig, Glm4vForConditionalGeneration
+
+    tokenizer = build_tokenizer(GLM_SPECIALS, GLM_TEMPLATE)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in GLM_SPECIALS}
+    config = Glm4vConfig()
+    if small:  # a dry run of this script on a CPU machine
+        config = Glm4vConfig(
+            text_config={
+                "hidden_size": 256,
+                "intermediate_size": 512,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+            },
+            vision_config={
+                "depth": 2,
+                "hidden_size": 64,
+                "intermediate_size": 128,
+                "num_heads": 2,
+                "out_hidden_size": 256,
+            },
+        )
+    config.text_config.partial_rotary_factor = 0.5
+    config.text_config.rope_parameters["partial_rotary_factor"] = 0.5
+    # The real vocabulary stays 151,552 wide; only the special ids point into our tokenizer.
+    config.image_token_id = ids["<|image|>"]
+    config.video_token_id = ids["<|video|>"]
+    config.image_start_token_id = ids["<|begin_of_image|>"]
+    config.image_end_token_id = ids["<|end_of_image|>"]
+    config.video_start_token_id = ids["<|begin_of_video|>"]
+    config.video_end_token_id = ids["<|end_of_video|>"]
+    config._attn_implementation = "sdpa"
+    t0 = time.perf_counter()
+    device = "cpu" if small else "cuda"
+    torch.set_default_dtype(torch.float32 if small else torch.bfloat16)
+    with torch.device(device):
+        model = Glm4vForConditionalGeneration(config)
+    torch.set_default_dtype(torch.float32)
+    model.eval()
+    model.generation_config = GenerationConfig(
+        eos_token_id=[ids["<|endoftext|>"], ids["<|user|>"]], pad_token_id=ids["<|endoftext|>"]
+    )
+    log(f"built the full-shape model on the GPU in {time.perf_counter() - t0:.1f} s")
+    try:
+        from transformers.models.glm4v.image_processing_glm4v import Glm4vImageProcessor
+
+        image_processor = Glm4vImageProcessor()
+    except Exception:  # noqa: BLE001 - no torchvision: the PIL one
+        from transformers.models.glm4v.image_processing_pil_glm4v import Glm4vImageProcessorPil
+
+        image_processor = Glm4vImageProcessorPil()
+    from transformers.models.glm4v.processing_glm4v import Glm4vProcessor
+
+    processor = make_processor(
+        Glm4vProcessor,
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        chat_template=GLM_TEMPLATE,
+    )
+    return LoadedModel(
+        model=model,
+        processor=processor,
+        tokenizer=tokenizer,
+        device=torch.device(device),
+        dtype=torch.float32 if small else torch.bfloat16,
+        model_id="random GLM-4.6V-Flash shape",
+    )
+
+
+def screenshot(path: Path, seed: int) -> str:
+    """A synthetic 1024x768 UI screenshot (bars, buttons, text), different for every seed.
+
+    Flat areas and text compress and decode like a real screenshot does; random noise
+    would make PNG decoding alone cost ~20 ms and overstate time to first token.
+    """
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", (1024, 768), tuple(int(v) for v in rng.integers(225, 255, 3)))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, 1024, 56), fill=tuple(int(v) for v in rng.integers(0, 120, 3)))
+    for row in range(24):
+        y = 80 + row * 27
+        x = int(rng.integers(20, 200))
+        words = " ".join(f"field{int(v)}" for v in rng.integers(0, 10**6, 6))
+        draw.text((x, y), f"Order {seed}-{row}: {words}", fill=(20, 20, 20))
+        if row % 5 == 0:
+            colour = tuple(int(v) for v in rng.integers(0, 255, 3))
+            draw.rectangle((800, y - 4, 990, y + 18), fill=colour, outline=(0, 0, 0))
+            draw.text((820, y), "Submit", fill=(255, 255, 255))
+    image.save(path)
+    return str(path)
+
+
+def request(i: int, shot: str) -> GenerationRequest:
+    return GenerationRequest(
+        f"r{i}",
+        (ChatTurn("user", QUESTION, shot, (2048, 1536)),),
+        SamplingParams(max_new_tokens=NEW_TOKENS),
+    )
+
+
+def run_load(engine: VLMEngine, reqs: list[GenerationRequest], gap_s: float = 0.0) -> dict:
+    """Submit requests (all at once, or one every gap_s) and time them."""
+    start_index = len(engine.finished)
+    errors: list[str] = []
+
+    def one(r):
+        events = list(engine.generate(r))
+        if not isinstance(events[-1], Done):
+            errors.append(repr(events[-1]))
+
+    threads = [threading.Thread(target=one, args=(r,)) for r in reqs]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+        if gap_s:
+            time.sleep(gap_s)
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    rows = list(engine.finished)[start_index:]
+    ttft = [r[2] - r[1] for r in rows]
+    tpot = [(r[3] - r[2]) / max(1, r[5] - 1) for r in rows]
+    tokens = sum(r[5] for r in rows)
+    return {
+        "n": len(reqs),
+        "errors": errors,
+        "wall_s": wall,
+        "ttft_p50_ms": 1e3 * statistics.median(ttft),
+        "ttft_p95_ms": 1e3 * float(np.percentile(ttft, 95)),
+        "tpot_ms": 1e3 * statistics.mean(tpot),
+        "out_tok_s": tokens / wall,
+        "req_s": len(rows) / wall,
+        "prompt_tokens": rows[0][4],
+        "completion_tokens": rows[0][5],
+    }
+
+
+def hf_baseline(loaded: LoadedModel, shot: str) -> dict:
+    """Plain transformers generate(), batch 1, dynamic cache: TTFT and per-token time."""
+    lm = loaded
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
+    text = lm.processor.apply_chat_template(
+        msgs, tokenize=False, add_generation_prompt=True, enable_thinking=False
+    )
+    enc = lm.processor(text=[text], images=[Image.open(shot).convert("RGB")], return_tensors="pt")
+    enc = {k: v.to(lm.device) for k, v in enc.items()}
+
+    def timed(n):
+        sync()
+        t = time.perf_counter()
+        lm.model.generate(**enc, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        sync()
+        return time.perf_counter() - t
+
+    timed(2)
+    first = statistics.median([timed(1) for _ in range(3)])
+    longer = timed(33)
+    return {"ttft_ms": 1e3 * first, "tpot_ms": 1e3 * (longer - first) / 32}
+
+
+def timed_ms(fn, repeat: int = 5) -> float:
+    times = []
+    for _ in range(repeat):
+        sync()
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append(1e3 * (time.perf_counter() - t))
+    return statistics.median(times)
+
+
+def phases(engine: VLMEngine, shot: str, dry: bool) -> dict:
+    """Where the time of one request goes, with the scheduler idle (slots are free)."""
+    slots, prompts = engine.slots, engine.prompts
+    req = request(500, shot)
+    out: dict = {"prepare_ms": timed_ms(lambda: prompts.prepare(req))}
+    prompt = prompts.prepare(req)
+    pos, _ = prompts.rope_positions(prompt)
+    out["rope_index_ms"] = timed_ms(lambda: prompts.rope_positions(prompt))
+    base = engine.loaded.model.model
+    image = prompt.images[0]
+    if image.pixel_values is None:
+        image = prompts.reload_image(image)
+    dev = engine.loaded.device
+    with torch.inference_mode():
+        pixels = image.pixel_values.to(dev, engine.loaded.dtype)
+        grid = image.grid_thw.to(dev)
+        out["vision_ms"] = timed_ms(
+            lambda: base.get_image_features(pixel_values=pixels, image_grid_thw=grid)
+        )
+        feats = engine._features(image)
+        ids = prompt.input_ids.to(dev)
+        emb = slots.text.embed_tokens(ids).masked_scatter(
+            (ids == prompts.image_token_id).unsqueeze(-1), feats.to(engine.loaded.dtype)
+        )
+        pos = pos.to(dev)
+        out["prefill_ms"] = timed_ms(lambda: slots.prefill(0, emb, pos))
+        out["hf_text_forward_ms"] = timed_ms(
+            lambda: slots.text(inputs_embeds=emb, position_ids=pos, use_cache=False)
+        )
+        for b in (1, 8, 32):
+            out[f"raw_step_b{b}_ms"] = timed_ms(
+                lambda b=b: slots.decode([5] * b, [1200] * b, [1200] * b), repeat=20
+            )
+        if not dry:
+            from torch.profiler import ProfilerActivity, profile
+
+            with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+                slots.prefill(0, emb, pos)
+                sync()
+            table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=14)
+            out["prefill_profile"] = table
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(5):
+                    slots.decode([5] * 32, [1200] * 32, [1200] * 32)
+                sync()
+            out["decode_profile"] = prof.key_averages().table(
+                sort_by="cuda_time_total", row_limit=10
+            )
+    return out
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def param_bytes(module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="skip the tiny-model checks")
+    parser.add_argument("--out", default=os.environ.get("OUT", "."))
+    parser.add_argument("--max-seq-len", type=int, default=8192)
+    parser.add_argument("--dry-run", action="store_true", help="small model on the CPU")
+    args = parser.parse_args()
+    import transformers
+
+    try:
+        gpu = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except FileNotFoundError:
+        gpu = "no GPU (dry run)"
+    log(f"GPU: {gpu}; torch {torch.__version__}; transformers {transformers.__version__}")
+    report: dict = {
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+    dry = args.dry_run or not torch.cuda.is_available()
+    report["ceilings"] = ceil = (
+        {"copy_bytes_per_s": 3.0e12, "bf16_flops": 8.0e14} if dry else ceilings()
+    )
+    log(
+        f"copy {ceil['copy_bytes_per_s'] / 1e12:.2f} TB/s, bf16 {ceil['bf16_flops'] / 1e12:.0f} TFLOP/s"
+    )
+    tmp = Path(tempfile.mkdtemp())
+    if not args.quick:
+        report["tiny"] = tiny = tiny_checks(tmp, "cpu" if dry else "cuda")
+        log(
+            "tiny checks:",
+            json.dumps(
+                {
+                    k: tiny[k]
+                    for k in ("batched_equals_alone", "engine_equals_hf_generate", "graphs")
+                }
+            ),
+        )
+
+    loaded = build_full(small=dry)
+    model = loaded.model
+    text_model = model.model.language_model
+    weight_bytes = param_bytes(text_model) - param_bytes(text_model.embed_tokens)
+    weight_bytes += param_bytes(model.lm_head)
+    vision_params = sum(p.numel() for p in model.model.visual.parameters())
+    text_params = weight_bytes // 2
+    shots = [screenshot(tmp / f"shot{i}.png", i) for i in range(80)]
+
+    engine = VLMEngine("bench", max_batch=32, max_seq_len=args.max_seq_len, ignore_eos=True)
+    t0 = time.perf_counter()
+    engine.attach(loaded)
+    log(f"engine ready in {time.perf_counter() - t0:.1f} s, fused: {engine.slots.fused}")
+    prompt = engine.prompts.prepare(request(0, shots[0]))
+    t0 = time.perf_counter()
+    for i in range(5):
+        engine.prompts.prepare(request(0, shots[70 + i]))
+    prepare_ms = 1e3 * (time.perf_counter() - t0) / 5
+    log(f"prompt preparation in the caller thread (template, tokens, image): {prepare_ms:.1f} ms")
+    visual = int(prompt.images[0].grid_thw.prod()) // 4
+    log(f"prompt: {prompt.length} tokens, {visual} of them visual")
+    t0 = time.perf_counter()
+    engine.slots.warmup(batches=(1, 8, 32) if dry else None, spans=(2048,))
+    log(f"captured {len(engine.slots.graphs)} decode graphs in {time.perf_counter() - t0:.1f} s")
+    run_load(engine, [request(1000, shots[79])])  # warm prefill kernels and caches
+    run_load(engine, [request(1001 + i, shots[76 + i]) for i in range(3)])  # batched prefill
+    report["phases"] = ph = phases(engine, shots[78], dry)
+    for key, value in ph.items():
+        log(f"{key}: {value:.1f}" if isinstance(value, float) else f"{key}:\n{value}")
+    if not dry:
+        torch.cuda.reset_peak_memory_stats()
+
+    results = {}
+    results["c1"] = min(
+        (run_load(engine, [request(i, shots[i])]) for i in range(3)), key=lambda r: r["wall_s"]
+    )
+    log("c1", results["c1"])
+    results["c1_cached_image"] = run_load(engine, [request(100, shots[0])])
+    log("c1 cached image", results["c1_cached_image"])
+    results["c8"] = run_load(engine, [request(10 + i, shots[3 + i]) for i in range(8)])
+    log("c8", results["c8"])
+    results["c32"] = run_load(engine, [request(20 + i, shots[11 + i]) for i in range(32)])
+    log("c32", results["c32"])
+    results["c32_staggered"] = run_load(
+        engine, [request(60 + i, shots[43 + i]) for i in range(32)], gap_s=0.1
+    )
+    log("c32 staggered (one every 100 ms)", results["c32_staggered"])
+    peak = 0 if dry else torch.cuda.max_memory_allocated()
+    engine.close()
+    results["hf_generate_b1"] = hf_baseline(loaded, shots[0])
+    log("hf generate b1", results["hf_generate_b1"])
+
+    # Floors: decode reads every text weight once a step; prefill is compute.
+    bw, flops = ceil["copy_bytes_per_s"], ceil["bf16_flops"]
+    step_floor = weight_bytes / bw
+    patches = int(prompt.images[0].grid_thw.prod())
+    prefill_flops = 2 * text_params * prompt.length + 2 * vision_params * patches
+    prefill_floor = prefill_flops / flops
+    report.update(
+        results=results,
+        weight_bytes=weight_bytes,
+        decode_step_floor_ms=1e3 * step_floor,
+        prefill_floor_ms=1e3 * prefill_floor,
+        prompt_tokens=prompt.length,
+        prepare_ms=prepare_ms,
+        peak_gpu_bytes=peak,
+        kv_cache_bytes=engine.slots.cache_bytes,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu_engine.json").write_text(json.dumps(report, indent=2, default=str))
+
+    def row(name, r, conc):
+        floor_tok_s = conc / (step_floor + 0)  # weights read once per step serve the batch
+        return (
+            f"| {name} | {r['ttft_p50_ms']:.0f} | {r['ttft_p95_ms']:.0f} | {r['tpot_ms']:.1f} | "
+            f"{r['out_tok_s']:.0f} | {r['req_s']:.2f} | "
+            f"{100 * prefill_floor * 1e3 / r['ttft_p50_ms']:.0f}% | "
+            f"{100 * r['out_tok_s'] / floor_tok_s:.0f}% |"
+        )
+
+    log("")
+    log(f"GPU: {gpu}")
+    log(
+        f"floors: decode step {1e3 * step_floor:.2f} ms ({weight_bytes / 1e9:.1f} GB of text "
+        f"weights at {bw / 1e12:.2f} TB/s measured copy); prefill of {prompt.length} tokens "
+        f"{1e3 * prefill_floor:.1f} ms at {flops / 1e12:.0f} TFLOP/s measured"
+    )
+    log(
+        "| run | TTFT p50 ms | TTFT p95 ms | ms/token/stream | output tok/s | req/s | "
+        "prefill floor/TTFT | tok/s vs floor |"
+    )
+    log("|---|---|---|---|---|---|---|---|")
+    log(row("engine, 1 stream", results["c1"], 1))
+    log(row("engine, 1 stream, cached screenshot", results["c1_cached_image"], 1))
+    log(row("engine, 8 at once", results["c8"], 8))
+    log(row("engine, 32 at once", results["c32"], 32))
+    log(row("engine, 32 staggered 100 ms", results["c32_staggered"], 32))
+    hf = results["hf_generate_b1"]
+    log(
+        f"| transformers generate, batch 1 | {hf['ttft_ms']:.0f} | - | {hf['tpot_ms']:.1f} | "
+        f"{1e3 / hf['tpot_ms']:.0f} | - | {100 * prefill_floor * 1e3 / hf['ttft_ms']:.0f}% | "
+        f"{100 * (1e3 / hf['tpot_ms']) * step_floor:.0f}% |"
+    )
+    log(
+        f"peak GPU memory {peak / 2**30:.1f} GiB (KV cache {engine.slots.cache_bytes / 2**30:.1f} GiB)"
+    )
+
+
+if __name__ == "__main__":
+    main()

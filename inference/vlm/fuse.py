@@ -1,0 +1,150 @@
+"""Fuse the small element-wise pieces of the text decoder with torch.compile.
+
+Why: inside a CUDA graph there is no launch overhead left, but every kernel still costs a
+few microseconds. transformers' RMSNorm (cast to float32, square, mean, rsqrt, multiply,
+cast back, scale: about six kernels, four norms a layer in GLM-4V) and the rotary
+embedding (slicing, rotating, concatenating: about a dozen) add up to well over a
+thousand tiny kernels per decode step, about as long as reading the weights. Compiled,
+each becomes one or two Triton kernels computing the same float32 maths.
+
+Only these small, shape-generic functions are compiled (once, with dynamic shapes, shared
+by all layers), never the layers themselves, so compilation takes seconds, not minutes,
+and the matrix products stay on cuBLAS. Anything that fails to compile keeps the eager
+version: this is an optimisation, never a requirement.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+ROTARY_FUNCTIONS = ("apply_rotary_pos_emb",)
+# Compiled without a probe (their shapes are the vision tower's); a failure at run time
+# falls back to the eager function for good.
+UNPROBED_FUNCTIONS = ("apply_rotary_pos_emb_vision",)
+
+
+def rms_norm(hidden: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """The Llama-style RMSNorm of transformers (GLM-4V, Qwen2), as a plain function.
+
+    A function of tensors, not a module method, so one compiled version serves all the
+    model's norms (a compiled method is specialised per module instance).
+    """
+    dtype = hidden.dtype
+    h = hidden.to(torch.float32)
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(dtype)
+
+
+class _WithFallback:
+    """Call the compiled function; on any compile-time failure use the eager one for good."""
+
+    def __init__(self, compiled: Any, eager: Any, name: str):
+        self.compiled, self.eager, self.name = compiled, eager, name
+        self._glimpse_fused = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args, **kwargs)
+            except Exception:  # noqa: BLE001 - e.g. too many shape variants
+                log.exception("compiled %s failed; using the eager version", self.name)
+                self.compiled = None
+        return self.eager(*args, **kwargs)
+
+
+def _compiled(fn: Any) -> Any:
+    # Each distinct case (batch 1 or more, one token or many, dtype) is one compiled entry;
+    # dynamo's default limit of 8 is too tight once two models share a process.
+    config = torch._dynamo.config
+    config.recompile_limit = max(getattr(config, "recompile_limit", 8), 64)
+    config.cache_size_limit = max(getattr(config, "cache_size_limit", 8), 64)
+    return _WithFallback(torch.compile(fn, dynamic=True, fullgraph=True), fn, fn.__name__)
+
+
+def _close(got: Any, expected: Any) -> None:
+    pairs = zip(got, expected, strict=True) if isinstance(got, tuple) else [(got, expected)]
+    for a, b in pairs:
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
+
+
+@torch.inference_mode()
+def fuse_small_ops(
+    text_model: Any, device: torch.device, dtype: torch.dtype, extra: Any = None
+) -> list[str]:
+    """Compile RMSNorms (of `text_model` and of `extra`, e.g. the vision tower) and the
+    text rotary helper; return what was fused. Probes run in inference mode, like the
+    engine, so the compiled entries they create are the ones the engine reuses."""
+    fused: list[str] = []
+    modules = list(text_model.modules()) + (list(extra.modules()) if extra is not None else [])
+    norms = [
+        m
+        for m in modules
+        if type(m).__name__.endswith("RMSNorm")
+        and hasattr(m, "variance_epsilon")
+        and m.weight.dtype == dtype
+    ]
+    if norms:
+        fused_norm = _compiled(rms_norm)
+        try:
+            # Several shapes, as decode and prefill will use them, and the same maths as
+            # the model's own norm (a norm of another kind fails here and stays eager).
+            for shape in ((2, 3), (1, 1), (4, 1), (1, 7)):
+                probe = torch.randn(*shape, norms[0].weight.shape[0], device=device, dtype=dtype)
+                _close(
+                    fused_norm(probe, norms[0].weight, norms[0].variance_epsilon), norms[0](probe)
+                )
+        except Exception:  # noqa: BLE001 - keep eager on any compile trouble
+            log.exception("RMSNorm did not compile; keeping it eager")
+        else:
+            for norm in norms:
+                # An instance attribute: only this model's norms change.
+                norm.forward = _norm_forward(fused_norm, norm)
+            fused.append(f"{len(norms)} RMSNorm")
+    attn = text_model.layers[0].self_attn
+    module = sys.modules.get(type(attn).__module__)
+    for name in ROTARY_FUNCTIONS:
+        fn = getattr(module, name, None)
+        if fn is None:
+            continue
+        if getattr(fn, "_glimpse_fused", False):
+            fused.append(name)
+            continue
+        compiled = _compiled(fn)
+        heads, kv_heads = attn.config.num_attention_heads, attn.config.num_key_value_heads
+        head_dim = getattr(attn, "head_dim", attn.config.hidden_size // heads)
+        try:
+            for batch, length in ((2, 3), (1, 1), (4, 1), (1, 7)):
+                q = torch.randn(batch, heads, length, head_dim, device=device, dtype=dtype)
+                k = torch.randn(batch, kv_heads, length, head_dim, device=device, dtype=dtype)
+                pos = torch.arange(length, device=device).view(1, 1, -1).expand(3, batch, -1)
+                cos, sin = text_model.rotary_emb(q, pos)
+                _close(compiled(q, k, cos, sin), fn(q, k, cos, sin))
+        except Exception:  # noqa: BLE001
+            log.exception("%s did not compile; keeping it eager", name)
+            continue
+        # The attention code looks the helper up in its module at call time. This swaps it
+        # for every model of this family in the process, with the same maths.
+        setattr(module, name, compiled)
+        fused.append(name)
+    for name in UNPROBED_FUNCTIONS:
+        fn = getattr(module, name, None)
+        if fn is not None and not getattr(fn, "_glimpse_fused", False):
+            setattr(module, name, _compiled(fn))
+        if fn is not None:
+            fused.append(name)
+    return fused
+
+
+def _norm_forward(fused_norm: Any, norm: Any) -> Any:
+    weight, eps = norm.weight, norm.variance_epsilon
+
+    def forward(hidden: torch.Tensor) -> torch.Tensor:
+        return fused_norm(hidden, weight, eps)
+
+    return forward
