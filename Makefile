@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: setup run test lint format bench migrate services
+.PHONY: setup run test lint format bench load migrate services
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ services:
 
 test: setup services
 	DATABASE_URL=$(TEST_DATABASE_URL) TEST_REDIS_URL=$(TEST_REDIS_URL) \
-		FAST_PASSWORD_HASHER=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+		DB_CONN_MAX_AGE=0 FAST_PASSWORD_HASHER=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
@@ -48,3 +48,8 @@ format: setup
 
 bench: setup
 	$(BIN)/python bench/lite_eval.py
+
+# Load test of the platform (docs/performance.md, "Platform"): needs a migrated database.
+LOAD_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/glimpse_bench
+load: setup
+	DATABASE_URL=$(LOAD_DATABASE_URL) $(BIN)/python bench/load_platform.py $(LOAD_ARGS)

@@ -1,6 +1,13 @@
 from django.conf import settings
 from django.db import models
 
+# What a key may be limited to. A key with no scopes may do everything its user may.
+API_SCOPES = {
+    "chat": "ask questions: POST /v1/chat and /v1/chat/completions",
+    "conversations": "list, read and delete conversations and their messages",
+    "uploads": "upload, list, read and delete images",
+}
+
 
 class ApiKey(models.Model):
     """A partner API key. Only a hash is stored; the raw key is shown once at creation.
@@ -20,6 +27,15 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Image URLs this key may fetch. Empty: whatever the server's fetch policy allows;
+    # otherwise only these domains, and only where the server allows them too (a key
+    # can narrow the policy, never widen it). Same syntax as IMAGE_URL_ALLOWED_DOMAINS.
+    allowed_image_domains = models.JSONField(default=list, blank=True)
+    # Per-key limits; empty means the site default (API_KEY_* settings).
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    daily_request_quota = models.PositiveIntegerField(null=True, blank=True)
+    daily_token_quota = models.PositiveBigIntegerField(null=True, blank=True)
+    max_concurrent_generations = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -30,3 +46,6 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    def has_scope(self, scope: str) -> bool:
+        return not self.scopes or scope in self.scopes

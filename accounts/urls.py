@@ -19,4 +19,5 @@ urlpatterns = [
     ),
     path("keys/", views.api_keys, name="api_keys"),
     path("keys/<str:prefix>/revoke/", views.api_key_revoke_view, name="api_key_revoke"),
+    path("delete/", views.account_delete, name="account_delete"),
 ]

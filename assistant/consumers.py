@@ -11,9 +11,12 @@ import json
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 
 from inference.types import SamplingParams
+from ops import metrics as ops_metrics
+from ops.middleware import DATABASE_DOWN_MESSAGE
 
 from . import services
 from .errors import ServiceError
@@ -22,6 +25,7 @@ from .selectors import conversation_access, message_access, message_to_dict, upl
 MAX_FRAME_BYTES = 64 * 1024
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -37,13 +41,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except Http404:
             await self.close(code=CLOSE_NOT_FOUND)
             return
+        except (OperationalError, InterfaceError):
+            # Database away: "try again later"; the page reconnects on its own.
+            await self.close(code=CLOSE_TRY_AGAIN_LATER)
+            return
         self.group = self.conversation.group_name
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        self.counted = True
+        ops_metrics.websocket_opened()
 
     async def disconnect(self, code):
         # The answer keeps going and is stored: reopening the page shows it. Stopping it
         # is an explicit "stop" frame.
+        if getattr(self, "counted", False):
+            self.counted = False
+            ops_metrics.websocket_closed()
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -74,6 +87,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error(exc.message, exc.code)
         except Http404 as exc:
             await self.send_error(str(exc) or "Not found.", "not_found")
+        except (OperationalError, InterfaceError):
+            await self.send_error(DATABASE_DOWN_MESSAGE, "database_unavailable")
 
     async def ask(self, content):
         text = content.get("text")

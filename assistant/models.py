@@ -23,6 +23,13 @@ class Upload(models.Model):
     height = models.PositiveIntegerField()
     byte_size = models.PositiveIntegerField()
     sha256 = models.CharField(max_length=64)
+    # Safety (assistant/safety/pipeline.py): `original` has PII boxed out; `model_copy`
+    # keeps the unredacted pixels only while `model_copy_unredacted` is true (until the
+    # answer is final, unless KEEP_UNREDACTED_IMAGES). `ocr_text` is the screenshot's text
+    # with PII replaced by placeholders, for input moderation; `pii_counts` counts only.
+    model_copy_unredacted = models.BooleanField(default=False)
+    ocr_text = models.TextField(blank=True)
+    pii_counts = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -79,6 +86,8 @@ class Message(models.Model):
     engine = models.CharField(max_length=100, blank=True)
     sampling = models.JSONField(default=dict, blank=True)
     boxes = models.JSONField(default=list, blank=True)
+    # The moderation verdict when it was not "allow": {"action", "categories", "stage"}.
+    moderation = models.JSONField(default=dict, blank=True)
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)

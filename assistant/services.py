@@ -16,14 +16,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.services import audit_record
+from inference import cache as answer_cache
 from inference import client as inference_client
 from inference.types import ChatTurn, GenerationRequest, SamplingParams
 
 from . import storage
 from .errors import ServiceError
 from .models import Conversation, Message, Upload
-from .safety.images import ImageRejected, prepare_for_model, sanitise_upload
-from .safety.pipeline import screen_prompt
+from .safety.pipeline import question_screened_record, screen_question, screen_upload
 
 logger = logging.getLogger(__name__)
 
@@ -36,21 +36,10 @@ HISTORY_TURNS = 10
 
 
 def upload_create(*, owner, data: bytes) -> Upload:
-    try:
-        clean = sanitise_upload(
-            data, max_bytes=settings.UPLOAD_MAX_BYTES, max_pixels=settings.UPLOAD_MAX_PIXELS
-        )
-        prepared = prepare_for_model(
-            clean.data,
-            longest_side=settings.IMAGE_MODEL_LONGEST_SIDE,
-            enhance_document=settings.IMAGE_ENHANCE_DOCUMENTS,
-        )
-    except ImageRejected as exc:
-        status = 413 if exc.code == "too_large" else 400
-        raise ServiceError(exc.message, code=exc.code, status=status) from None
-
-    original = storage.save_new(clean.data, clean.extension)
-    model_copy = storage.save_new(prepared.data, "png")  # prepare_for_model always gives PNG
+    # Sanitised, OCR'd and PII boxed out before anything touches the disk (safety/pipeline).
+    clean = screen_upload(data)
+    original = storage.save_new(clean.original, clean.extension)
+    model_copy = storage.save_new(clean.model_copy, "png")  # prepare_for_model gives PNG
     try:
         with transaction.atomic():
             upload = Upload.objects.create(
@@ -60,14 +49,22 @@ def upload_create(*, owner, data: bytes) -> Upload:
                 content_type=clean.content_type,
                 width=clean.width,
                 height=clean.height,
-                byte_size=len(clean.data),
-                sha256=hashlib.sha256(clean.data).hexdigest(),
+                byte_size=len(clean.original),
+                sha256=hashlib.sha256(clean.original).hexdigest(),
+                model_copy_unredacted=clean.model_copy_unredacted,
+                ocr_text=clean.ocr_text,
+                pii_counts=clean.pii_counts,
             )
             audit_record(
                 actor=owner,
                 action="upload.create",
                 obj=upload,
-                details={"width": clean.width, "height": clean.height, "bytes": len(clean.data)},
+                details={
+                    "width": clean.width,
+                    "height": clean.height,
+                    "bytes": len(clean.original),
+                    "redactions": clean.pii_counts,
+                },
             )
     except Exception:
         # No row means nobody can reach the files: remove them rather than leak them.
@@ -140,10 +137,29 @@ def message_ask(
         )
     if upload is not None and upload.owner_id != acting_user.pk:
         raise ServiceError("No such upload.", code="not_found", status=404)
-    screened = screen_prompt(text)
+    # PII redaction, then moderation (prompt and screenshot text): nothing below sees the
+    # raw text. A block raises here, audited, before anything is stored.
+    screened = screen_question(
+        conversation=conversation, acting_user=acting_user, text=text, upload=upload
+    )
     sampling = (
         sampling or SamplingParams(max_new_tokens=settings.DEFAULT_MAX_NEW_TOKENS)
     ).clamped()
+    # Before anything is written: the answer cache (a hit needs no engine), then
+    # admission (a saturated engine refuses at once with Retry-After; docs/deploy.md).
+    cache_key = cached = None
+    if answer_cache.enabled() and not conversation.messages.exists():
+        cache_key = answer_cache.key_for(
+            user_id=acting_user.pk, question=screened.text, upload=upload, sampling=asdict(sampling)
+        )
+        cached = answer_cache.lookup(cache_key) if cache_key else None
+    if cached is None:
+        try:
+            route = inference_client.admission_check()
+        except inference_client.EngineOverloaded as exc:
+            error = ServiceError(str(exc), code=exc.code, status=503)
+            error.retry_after = exc.retry_after  # seconds, for a Retry-After header
+            raise error from None
 
     with transaction.atomic():
         # Lock the conversation so two tabs cannot both start an answer in it.
@@ -159,14 +175,19 @@ def message_ask(
                 status=409,
             )
         question = Message.objects.create(
-            conversation=conversation, role=Message.Role.USER, text=screened.text, upload=upload
+            conversation=conversation,
+            role=Message.Role.USER,
+            text=screened.text,
+            upload=upload,
+            moderation=screened.moderation_record,
         )
         answer = Message.objects.create(
             conversation=conversation,
             role=Message.Role.ASSISTANT,
             reply_to=question,
-            status=Message.Status.PENDING,
+            status=Message.Status.PENDING if cached is None else Message.Status.DONE,
             sampling=asdict(sampling),
+            **(_cached_fields(cached) if cached else {}),
         )
         if not conversation.title:
             conversation.title = screened.text[:80]
@@ -182,8 +203,50 @@ def message_ask(
                 "redactions": screened.redactions,
             },
         )
-        transaction.on_commit(lambda: inference_client.submit(answer.pk))
+        question_screened_record(
+            screened=screened,
+            conversation=conversation,
+            question=question,
+            answer=answer,
+            acting_user=acting_user,
+        )
+        if cached is not None:
+            audit_record(
+                actor=None,
+                action="message.answer",
+                obj=answer,
+                details={"status": answer.status, "engine": answer.engine, "cached": True},
+            )
+            transaction.on_commit(
+                lambda: answer_cache.publish_cached_answer(
+                    group=conversation.group_name,
+                    message_id=answer.pk,
+                    text=answer.text,
+                    engine=answer.engine,
+                    usage={
+                        "prompt_tokens": cached.prompt_tokens,
+                        "completion_tokens": cached.completion_tokens,
+                    },
+                )
+            )
+            return answer
+        if cache_key is not None and route == inference_client.ROUTE_ENGINE:
+            transaction.on_commit(lambda: answer_cache.expect(answer.pk, cache_key))
+        transaction.on_commit(lambda: inference_client.submit(answer.pk, route=route))
     return answer
+
+
+def _cached_fields(cached) -> dict:
+    now = timezone.now()
+    return {
+        "text": cached.text,
+        "engine": f"{cached.engine} (cached)"[:100],
+        "boxes": cached.boxes,
+        "prompt_tokens": cached.prompt_tokens,
+        "completion_tokens": cached.completion_tokens,
+        "started_at": now,
+        "finished_at": now,
+    }
 
 
 def message_stop(*, message: Message, acting_user) -> None:

@@ -1,21 +1,117 @@
-"""The audit trail: one call per state change, inside the change's transaction."""
+"""The audit trail: one call per state change, inside the change's transaction.
+
+audit_record appends one event to the hash chain. It locks the chain head row
+(SELECT ... FOR UPDATE) for the rest of the caller's transaction, so concurrent writers
+append strictly one after the other, and each event's seq and prev_hash are those of
+the event committed just before it. A rolled-back change takes its event with it and
+leaves no gap: the head row rolls back too.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+
 from django.db import transaction
+from django.dispatch import Signal
+from django.utils import timezone
 
-from .models import AuditEvent
+from . import chain, context
+from .guard import clean_details
+from .models import AuditChainHead, AuditEvent
+
+# Sent inside the recording transaction, after the event is written; receivers that act
+# on the event (review sampling) defer their own writes with transaction.on_commit.
+event_recorded = Signal()
 
 
-def audit_record(*, actor, action: str, obj, details: dict | None = None) -> AuditEvent:
+def audit_record(
+    *, actor, action: str, obj, details: dict | None = None, record_ip: bool = True
+) -> AuditEvent:
+    """Append an event. `obj` is a model instance, or a (type, id) pair for something that
+    is not one (e.g. ("conversation", "*") for a list view). The request id and client IP
+    come from the current request (audit.middleware); `record_ip=False` leaves the IP out
+    (a person erasing their account)."""
     # Refusing to run outside a transaction makes "change without audit" impossible to
     # write by accident: both commit or neither does.
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record must run inside the transaction of the change it records")
-    return AuditEvent.objects.create(
-        actor=actor if getattr(actor, "pk", None) else None,
-        action=action,
-        object_type=type(obj).__name__.lower(),
-        object_id=str(obj.pk),
-        details=details or {},
+    details = clean_details(details)
+    request = context.current()
+    object_type, object_id = _object_ref(obj)
+    ip = _normal_ip(request.ip) if record_ip else None
+
+    head = _chain_head_locked()
+    event = AuditEvent(
+        seq=head.last_seq + 1,
+        created_at=timezone.now(),
+        actor_id=getattr(actor, "pk", None),
+        action=action[:60],
+        object_type=object_type[:60],
+        object_id=object_id[:64],
+        request_id=request.request_id[:64],
+        details=details,
+        ip=ip,
+        payload_digest=chain.payload_digest(details, ip),
+        prev_hash=head.last_hash,
     )
+    event.hash = chain.event_hash(event.prev_hash, chained_fields(event))
+    event._chained = True
+    event.save(force_insert=True)
+    head.last_seq, head.last_hash = event.seq, event.hash
+    head.save(update_fields=["last_seq", "last_hash"])
+    event_recorded.send(sender=AuditEvent, event=event)
+    return event
+
+
+def chained_fields(event: AuditEvent) -> dict:
+    return {
+        "seq": event.seq,
+        "created_at": chain.timestamp(event.created_at),
+        "actor_id": event.actor_id,
+        "action": event.action,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "request_id": event.request_id,
+        "payload_digest": event.payload_digest,
+    }
+
+
+def _chain_head_locked() -> AuditChainHead:
+    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
+    if head is not None:
+        return head
+    # First event ever (or the head row was lost): start from the newest event, if any.
+    # ON CONFLICT DO NOTHING lets two first writers race safely; the loser then waits on
+    # the winner's row lock below.
+    newest = AuditEvent.objects.order_by("-seq").only("seq", "hash").first()
+    AuditChainHead.objects.bulk_create(
+        [
+            AuditChainHead(
+                pk=1,
+                last_seq=newest.seq if newest else 0,
+                last_hash=newest.hash if newest else chain.GENESIS_HASH,
+            )
+        ],
+        ignore_conflicts=True,
+    )
+    return AuditChainHead.objects.select_for_update().get(pk=1)
+
+
+def _object_ref(obj) -> tuple[str, str]:
+    if obj is None:
+        return "", ""
+    if isinstance(obj, tuple):
+        object_type, object_id = obj
+        return str(object_type), str(object_id)
+    return type(obj).__name__.lower(), str(obj.pk)
+
+
+def _normal_ip(value: str | None) -> str | None:
+    # The same spelling the database gives back (PostgreSQL's inet compresses IPv6), so
+    # the payload digest of a stored event matches the one computed here.
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None

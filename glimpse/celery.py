@@ -8,4 +8,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "glimpse.settings")
 
 app = Celery("glimpse")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["inference"])
+app.autodiscover_tasks(["inference", "ops", "audit"])

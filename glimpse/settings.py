@@ -55,10 +55,24 @@ INSTALLED_APPS = [
     "assistant",
     "review",
     "inference",
+    "ops",
+    "policy",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served locally: the docs work offline
+    "api",
     "glimpse.apps.GlimpseConfig",
 ]
 
 MIDDLEWARE = [
+    # Outermost: counts every response (also the ones below refuse) and turns a lost
+    # database into a clear 503 instead of a 500 (ops/middleware.py).
+    "ops.middleware.RequestMetricsMiddleware",
+    "ops.middleware.DatabaseUnavailableMiddleware",
+    "ops.middleware.StartWatchdogMiddleware",
+    # Request id and client IP for the audit trail; audits admin reads of conversations.
+    "audit.middleware.RequestContextMiddleware",
+    # /v1/ and /api/: body size limit, and Django's own errors as JSON (glimpse/api_errors.py).
+    "glimpse.api_errors.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -91,7 +105,13 @@ TEMPLATES = [
 # --- database -----------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # Persistent connections save a connect per request; tests set 0 so no thread keeps
+    # one open on the test database when it is dropped.
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+        )
+    }
 else:
     DATABASES = {
         "default": {
@@ -131,6 +151,46 @@ CELERY_TASK_ROUTES = {"inference.tasks.*": {"queue": "inference"}}
 # while the first is still streaming it.
 CELERY_TASK_TIME_LIMIT = env_int("INFERENCE_TASK_TIME_LIMIT", 600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 300}
+# --- reliability and operations (ops/, docs/deploy.md) -----------------------------------
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # An unreachable database must fail a request in seconds (a clear 503), not hang.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5)
+    )
+if REDIS_URL:
+    # redis-py 8 gives every read a 5 s timeout by default, the same 5 s that
+    # channels_redis blocks in BZPOPMIN waiting for a message: a websocket idle for 5 s
+    # then died with 1011. Reads get room beyond the block; a dead Redis still surfaces
+    # (the socket closes, the page reconnects and catches up).
+    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
+        {"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}
+    ]
+# Celery's thread pool (what GPU workers run) does not enforce CELERY_TASK_TIME_LIMIT;
+# the answer watchdog (ops/watchdog.py) fails an answer that streams longer, so the
+# visibility timeout above stays longer than any answer and a task is never handed to a
+# second worker while the first still streams it. Tests shorten the timeout to see a
+# redelivery in seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = env_int(
+    "BROKER_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 300
+)
+# How often a worker looks for unacknowledged tasks of dead workers to put back.
+CELERY_BROKER_TRANSPORT_OPTIONS["unacked_restore_interval"] = env_int("BROKER_RESTORE_INTERVAL", 10)
+CELERY_BROKER_TRANSPORT_OPTIONS["unacked_restore_throttle"] = 1
+# Redis restarted: keep retrying forever instead of exiting, and keep streaming answers
+# running (their ack goes out on the new connection; the runner is idempotent anyway).
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+CELERY_BEAT_SCHEDULE = {
+    # A second line behind the web processes' watchdog thread, for deployments that
+    # turn that off (ANSWER_WATCHDOG=0) and run a small CPU worker on the `ops` queue.
+    "answers-sweep": {
+        "task": "ops.answers_sweep",
+        "schedule": env_float("ANSWER_SWEEP_INTERVAL", 5.0),
+        "options": {"queue": "ops", "expires": 30},
+    },
+}
+CELERY_TASK_ROUTES["ops.*"] = {"queue": "ops"}
 
 # --- inference --------------------------------------------------------------------------
 # "embedded": the engine runs on threads of this process. "celery": tasks on the
@@ -153,6 +213,47 @@ LITE_MODEL_CACHE = Path(env_str("LITE_MODEL_CACHE", str(DATA_DIR / "models" / "s
 STREAM_FLUSH_INTERVAL = env_float("STREAM_FLUSH_INTERVAL", 0.03)
 DEFAULT_MAX_NEW_TOKENS = env_int("DEFAULT_MAX_NEW_TOKENS", 512)
 
+# --- reliability and operations: health, metrics, overload, faults, answer cache -----
+# Workers write `glimpse:engine:<node>` every HEARTBEAT_INTERVAL seconds; /readyz wants
+# one younger than HEARTBEAT_MAX_AGE.
+HEARTBEAT_INTERVAL = env_float("HEARTBEAT_INTERVAL", 2.0)
+HEARTBEAT_MAX_AGE = env_float("HEARTBEAT_MAX_AGE", 10.0)
+# A streaming answer holds a lease in Redis, refreshed every ANSWER_LEASE_REFRESH s; the
+# watchdog fails an answer whose lease has been gone for ANSWER_LEASE_TTL seconds.
+ANSWER_LEASE_TTL = env_float("ANSWER_LEASE_TTL", 5.0)
+ANSWER_LEASE_REFRESH = env_float("ANSWER_LEASE_REFRESH", 1.0)
+# An answer still pending (no worker took it) after this many seconds is failed.
+ANSWER_PENDING_DEADLINE = env_float("ANSWER_PENDING_DEADLINE", 120.0)
+# An answer streaming for longer than this is failed (the thread pool has no time limit).
+ANSWER_MAX_SECONDS = env_float("ANSWER_MAX_SECONDS", float(CELERY_TASK_TIME_LIMIT))
+# The watchdog thread in each web process (celery mode); runs are coordinated in Redis.
+ANSWER_WATCHDOG = env_bool("ANSWER_WATCHDOG", True)
+WATCHDOG_INTERVAL = env_float("WATCHDOG_INTERVAL", 1.0)
+# Overload: answers waiting beyond these are refused at once with Retry-After.
+INFERENCE_QUEUE_LIMIT = env_int("INFERENCE_QUEUE_LIMIT", 256)  # celery: tasks queued
+EMBEDDED_QUEUE_LIMIT = env_int("EMBEDDED_QUEUE_LIMIT", 16)  # embedded: beyond the pool
+OVERLOAD_RETRY_AFTER = env_int("OVERLOAD_RETRY_AFTER", 5)
+# When saturated, answer with the lite engine in this process instead of refusing.
+LITE_FALLBACK = env_bool("LITE_FALLBACK", False)
+LITE_FALLBACK_ENGINE = env_str("LITE_FALLBACK_ENGINE", "lite")
+LITE_FALLBACK_CONCURRENCY = env_int("LITE_FALLBACK_CONCURRENCY", 2)
+# Answer cache (inference/cache.py): off, per user, or shared by everyone.
+ANSWER_CACHE = env_str("ANSWER_CACHE", "off")
+ANSWER_CACHE_TTL = env_int("ANSWER_CACHE_TTL", 24 * 3600)
+# Hamming distance (of 512 bits) within which two screenshots count as the same.
+ANSWER_CACHE_MAX_DISTANCE = env_int("ANSWER_CACHE_MAX_DISTANCE", 3)
+# Part of every cache key: bump it when the weights behind an unchanged MODEL_ID change.
+MODEL_REVISION = env_str("MODEL_REVISION", "")
+# The fixed-rate engine (INFERENCE_ENGINE=fixedrate) for load and fault tests.
+FIXEDRATE_TOKENS_PER_SECOND = env_float("FIXEDRATE_TOKENS_PER_SECOND", 20.0)
+FIXEDRATE_FIRST_TOKEN_MS = env_float("FIXEDRATE_FIRST_TOKEN_MS", 0.0)
+FIXEDRATE_ANSWER_TOKENS = env_int("FIXEDRATE_ANSWER_TOKENS", 32)
+FIXEDRATE_STAMP = env_bool("FIXEDRATE_STAMP", False)
+FIXEDRATE_LOAD_SECONDS = env_float("FIXEDRATE_LOAD_SECONDS", 0.0)
+# /metrics: a bearer token, or a client address in these networks (default loopback).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.1/32", "::1/128"])
+
 # --- uploads ------------------------------------------------------------------------------
 # Media lives in the data folder, outside any web root; files are served by a view that
 # checks ownership, never by the static file server.
@@ -166,6 +267,56 @@ IMAGE_ENHANCE_DOCUMENTS = env_bool("IMAGE_ENHANCE_DOCUMENTS", False)
 DATA_UPLOAD_MAX_MEMORY_SIZE = UPLOAD_MAX_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 MAX_PROMPT_CHARS = env_int("MAX_PROMPT_CHARS", 8000)
+
+# --- safety: PII redaction, image URLs, moderation (docs/safety.md) -------------------------
+# Box out PII that OCR finds in screenshots before they are stored. Off only for tests of
+# other things or deployments that never see personal data: no OCR then.
+PII_REDACT_IMAGES = env_bool("PII_REDACT_IMAGES", True)
+# Screenshots larger than this (longest side) are OCR'd from a downscaled copy.
+SAFETY_OCR_MAX_SIDE = env_int("SAFETY_OCR_MAX_SIDE", 4096)
+# Keep the unredacted model copy of a screenshot after its answer is final. Off: it is
+# replaced by the redacted version, and never-asked uploads lose theirs after the TTL.
+KEEP_UNREDACTED_IMAGES = env_bool("KEEP_UNREDACTED_IMAGES", False)
+UNREDACTED_IMAGE_TTL = env_int("UNREDACTED_IMAGE_TTL", 3600)
+# Let the model see the question as typed (PII included). Embedded mode only: the raw text
+# is handed to the engine thread in memory and never stored; in celery mode it would sit
+# in the Redis broker, so there the model always sees the redacted question.
+PII_MODEL_SEES_RAW_PROMPT = env_bool("PII_MODEL_SEES_RAW_PROMPT", False)
+# Image URLs (REST API): allowlist entries "example.com", "*.example.com", ".example.com";
+# empty refuses every URL. The admin's image URL rules add to it.
+IMAGE_URL_ALLOWED_DOMAINS = env_list("IMAGE_URL_ALLOWED_DOMAINS", [])
+IMAGE_URL_ALLOW_HTTP = env_bool("IMAGE_URL_ALLOW_HTTP", False)
+IMAGE_URL_MAX_BYTES = env_int("IMAGE_URL_MAX_BYTES", UPLOAD_MAX_BYTES)
+IMAGE_URL_TIMEOUT = env_float("IMAGE_URL_TIMEOUT", 10.0)
+IMAGE_URL_MAX_REDIRECTS = env_int("IMAGE_URL_MAX_REDIRECTS", 3)
+# Moderation checkers, strictest verdict wins (assistant/safety/moderation.py).
+MODERATION_CHECKERS = env_list(
+    "MODERATION_CHECKERS", ["assistant.safety.moderation.TermListChecker"]
+)
+MODERATION_HTTP_URL = env_str("MODERATION_HTTP_URL")
+MODERATION_HTTP_TOKEN = env_str("MODERATION_HTTP_TOKEN")
+MODERATION_HTTP_TIMEOUT = env_float("MODERATION_HTTP_TIMEOUT", 3.0)
+MODERATION_HTTP_FAIL_OPEN = env_bool("MODERATION_HTTP_FAIL_OPEN", False)
+
+# --- review, audit trail, retention (docs/review.md) ----------------------------------------
+# Share of completed answers put in the review queue at random (0.01 = one in a hundred).
+REVIEW_SAMPLE_RATE = env_float("REVIEW_SAMPLE_RATE", 0.01)
+# Days to keep screenshots (rows and files), conversations' messages, and audit events;
+# 0 keeps forever. Audit events lose their details and IP after RETENTION_MESSAGE_DAYS.
+RETENTION_UPLOAD_DAYS = env_int("RETENTION_UPLOAD_DAYS", 30)
+RETENTION_MESSAGE_DAYS = env_int("RETENTION_MESSAGE_DAYS", 90)
+RETENTION_AUDIT_DAYS = env_int("RETENTION_AUDIT_DAYS", 400)
+# Seconds between purges run by Celery beat (a purge only removes what has expired).
+RETENTION_PURGE_INTERVAL = env_float("RETENTION_PURGE_INTERVAL", 6 * 3600)
+# Reverse proxies in front of daphne that append to X-Forwarded-For; 0 trusts none and
+# records REMOTE_ADDR as the client address.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+CELERY_BEAT_SCHEDULE["retention-purge"] = {
+    "task": "audit.retention_purge",
+    "schedule": RETENTION_PURGE_INTERVAL,
+    "options": {"queue": "default", "expires": RETENTION_PURGE_INTERVAL},
+}
+CELERY_TASK_ROUTES["audit.*"] = {"queue": "default"}
 
 # --- auth ---------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -196,6 +347,34 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "glimpse.api_errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# --- partner API (api/, docs/api.md) ---------------------------------------------------------
+# Largest request body on /v1/: a base64 image (4/3 of UPLOAD_MAX_BYTES) plus the JSON.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", UPLOAD_MAX_BYTES * 4 // 3 + 1024 * 1024)
+# Seconds an API request waits for its answer before stopping it (504).
+API_ANSWER_TIMEOUT = env_float("API_ANSWER_TIMEOUT", 300.0)
+API_UNAVAILABLE_RETRY_AFTER = env_int("API_UNAVAILABLE_RETRY_AFTER", 10)
+API_CONCURRENCY_RETRY_AFTER = env_int("API_CONCURRENCY_RETRY_AFTER", 2)
+# Limits; 0 turns one off. Per-key values set on a key (admin) replace the API_KEY_* ones.
+API_KEY_RATE_PER_MINUTE = env_int("API_KEY_RATE_PER_MINUTE", 60)
+API_USER_RATE_PER_MINUTE = env_int("API_USER_RATE_PER_MINUTE", 120)
+API_KEY_DAILY_REQUESTS = env_int("API_KEY_DAILY_REQUESTS", 2000)
+API_USER_DAILY_REQUESTS = env_int("API_USER_DAILY_REQUESTS", 5000)
+API_KEY_DAILY_TOKENS = env_int("API_KEY_DAILY_TOKENS", 1_000_000)
+API_USER_DAILY_TOKENS = env_int("API_USER_DAILY_TOKENS", 2_000_000)
+API_KEY_MAX_CONCURRENT = env_int("API_KEY_MAX_CONCURRENT", 4)
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Glimpse API",
+    "DESCRIPTION": "Ask a vision-language model about screenshots. See docs/api.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LANGUAGE_CODE = "en-us"

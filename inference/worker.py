@@ -30,7 +30,11 @@ def _build(kind: str) -> Engine:
             device=settings.INFERENCE_DEVICE or None,
             max_batch=settings.INFERENCE_MAX_BATCH,
         )
-    raise EngineUnavailable(f"Unknown INFERENCE_ENGINE {kind!r}: use 'lite' or 'vlm'.")
+    if kind == "fixedrate":
+        from .fixedrate import build_fixedrate_engine
+
+        return build_fixedrate_engine(settings)
+    raise EngineUnavailable(f"Unknown INFERENCE_ENGINE {kind!r}: use 'lite', 'vlm' or 'fixedrate'.")
 
 
 def get_engine() -> Engine:
@@ -48,3 +52,22 @@ def get_engine() -> Engine:
 
 def loaded_engine() -> Engine | None:
     return _engine
+
+
+_fallback: Engine | None = None
+
+
+def get_fallback_engine() -> Engine:
+    """The engine that answers when the main one is saturated (LITE_FALLBACK=1): the lite
+    engine by default, loaded in this process on first use. Raises EngineUnavailable."""
+    global _fallback
+    if _fallback is not None:
+        return _fallback
+    if settings.LITE_FALLBACK_ENGINE == settings.INFERENCE_ENGINE and _engine is not None:
+        return _engine  # the same kind already loaded here: no second copy in memory
+    with _engine_lock:
+        if _fallback is None:
+            engine = _build(settings.LITE_FALLBACK_ENGINE)
+            engine.load()
+            _fallback = engine
+    return _fallback

@@ -91,6 +91,8 @@
     } else {
       meta.textContent = message.engine ? `Answered by ${message.engine}` : "";
     }
+    // Feedback controls (static/review/feedback.js) appear once an answer is final.
+    item.dispatchEvent(new CustomEvent("answer-state", { bubbles: true, detail: { status: message.status } }));
   }
 
   function drawBoxes(answerItem, boxes) {
