@@ -41,6 +41,8 @@ def topology_env(tmp_path, redis_url, settings):
         INFERENCE_MODE="celery",
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
         DATA_DIR=str(tmp_path / "data"),
+        # The test logs in with a session signed by this process's key.
+        SECRET_KEY=settings.SECRET_KEY,
     )
 
 

@@ -330,10 +330,18 @@ def template_pieces(text: str) -> list[str]:
     return re.findall(r"\S+\s*|\s+", text)
 
 
+# A template is ready all at once, but it is released at about the model's own pace
+# (~30 tokens/s here): the answer streams in the same way whoever worded it, the runner
+# does not fold it into one chunk, and Stop still takes effect mid-answer.
+TEMPLATE_PIECE_SECONDS = 0.03
+
+
 def _stream_template(
     text: str, should_stop: Callable[[], bool], stats: PhraseStats
 ) -> Iterator[str]:
-    for piece in template_pieces(text):
+    for index, piece in enumerate(template_pieces(text)):
+        if index:
+            time.sleep(TEMPLATE_PIECE_SECONDS)
         if should_stop():
             stats.finish = "abort"
             return
