@@ -113,7 +113,3 @@ def upload_image(request, upload_id):
     # Even a hostile file could not run as a page: no scripts, no sniffing.
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
-
-
-def healthz(request):
-    return JsonResponse({"ok": True})
