@@ -102,7 +102,27 @@ def start_daphne(env: dict[str, str], log_dir: Path) -> tuple[Process, str]:
     raise AssertionError(f"daphne did not answer /healthz in 60 s:\n{process.log()}")
 
 
-def start_celery_worker(env: dict[str, str], log_dir: Path, *, name: str = "gpu1") -> Process:
+def wait_for_log(process: Process, text: str, *, timeout: float, what: str) -> Process:
+    """Return the process once its log shows `text`; fail with the log if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.alive(), process.log()
+        if text in process.log():
+            return process
+        time.sleep(0.2)
+    process.stop()
+    raise AssertionError(f"{what} not ready in {timeout:.0f} s:\n{process.log()}")
+
+
+def start_celery_worker(
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    name: str = "gpu1",
+    queues: str = "inference",
+    concurrency: int = 4,
+    wait_for: str = "ready.",
+) -> Process:
     process = Process(
         [
             PYTHON,
@@ -112,11 +132,11 @@ def start_celery_worker(env: dict[str, str], log_dir: Path, *, name: str = "gpu1
             "glimpse",
             "worker",
             "-Q",
-            "inference",
+            queues,
             "-P",
             "threads",
             "-c",
-            "4",
+            str(concurrency),
             "-n",
             f"{name}@%h",
             "--without-mingle",
@@ -125,16 +145,10 @@ def start_celery_worker(env: dict[str, str], log_dir: Path, *, name: str = "gpu1
             "INFO",
         ],
         env,
-        log_dir / f"celery-{name}.log",
+        # A worker restarted under the same name gets a log of its own.
+        log_dir / f"celery-{name}-{time.monotonic_ns()}.log",
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.alive(), process.log()
-        if "ready." in process.log():
-            return process
-        time.sleep(0.3)
-    process.stop()
-    raise AssertionError(f"celery worker not ready in 60 s:\n{process.log()}")
+    return wait_for_log(process, wait_for, timeout=90, what=f"celery worker {name}")
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from ..servers import PYTHON, Process, free_port
+from ..servers import PYTHON, Process, free_port, wait_for_log
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
@@ -69,49 +69,6 @@ class RedisServer:
         self.kill()
 
 
-def start_worker(
-    env: dict[str, str],
-    log_dir: Path,
-    *,
-    name: str,
-    queues: str = "inference",
-    concurrency: int = 4,
-    wait_for: str = "ready.",
-) -> Process:
-    process = Process(
-        [
-            PYTHON,
-            "-m",
-            "celery",
-            "-A",
-            "glimpse",
-            "worker",
-            "-Q",
-            queues,
-            "-P",
-            "threads",
-            "-c",
-            str(concurrency),
-            "-n",
-            f"{name}@%h",
-            "--without-mingle",
-            "--without-gossip",
-            "-l",
-            "INFO",
-        ],
-        env,
-        log_dir / f"celery-{name}-{time.monotonic_ns()}.log",
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert process.alive(), process.log()
-        if wait_for in process.log():
-            return process
-        time.sleep(0.2)
-    process.stop()
-    raise AssertionError(f"worker {name} not ready:\n{process.log()}")
-
-
 def start_beat(env: dict[str, str], log_dir: Path) -> Process:
     process = Process(
         [
@@ -129,14 +86,7 @@ def start_beat(env: dict[str, str], log_dir: Path) -> Process:
         env,
         log_dir / "beat.log",
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.alive(), process.log()
-        if "beat: Starting" in process.log():
-            return process
-        time.sleep(0.2)
-    process.stop()
-    raise AssertionError(f"beat did not start:\n{process.log()}")
+    return wait_for_log(process, "beat: Starting", timeout=60, what="celery beat")
 
 
 def wait_until(predicate, *, timeout: float, interval: float = 0.2, message: str = ""):

@@ -16,13 +16,12 @@ import pytest
 from assistant import services
 from assistant.models import Message
 
-from ..servers import running, start_daphne
+from ..servers import running, start_celery_worker, start_daphne
 from .helpers import (
     Supervisor,
     ask_and_collect,
     ask_only,
     follow_like_the_page,
-    start_worker,
     wait_until,
 )
 
@@ -38,7 +37,7 @@ def test_worker_killed_mid_answer_fails_fast_and_retry_works(
     env = celery_env(BROKER_VISIBILITY_TIMEOUT="6", BROKER_RESTORE_INTERVAL="1")
     conversation = services.conversation_create(owner=owner)
     cookie = cookie_for(owner)
-    worker = start_worker(env, tmp_path, name="gpu1")
+    worker = start_celery_worker(env, tmp_path, name="gpu1")
     daphne, url = start_daphne(env, tmp_path)
     with running(daphne, worker):  # stopping a killed worker is a no-op
         killed_at = {}
@@ -60,7 +59,7 @@ def test_worker_killed_mid_answer_fails_fast_and_retry_works(
         assert lost.status == "failed" and "worker went away" in lost.error
 
         # A new worker; asking again in the same conversation works.
-        retry_worker = start_worker(env, tmp_path, name="gpu2")
+        retry_worker = start_celery_worker(env, tmp_path, name="gpu2")
         with running(retry_worker):
             events = asyncio.run(ask_and_collect(url, conversation.pk, cookie, ASK))
             assert events[-1]["type"] == "done", events
@@ -90,7 +89,7 @@ def test_task_of_a_worker_killed_before_starting_is_redelivered_and_runs(
     conversation = services.conversation_create(owner=owner)
     cookie = cookie_for(owner)
     # This worker takes the task but is still "loading weights" (30 s) when it dies.
-    slow = start_worker(
+    slow = start_celery_worker(
         {**env, "INFERENCE_WARMUP": "0", "FIXEDRATE_LOAD_SECONDS": "30"}, tmp_path, name="slow"
     )
     daphne, url = start_daphne(env, tmp_path)
@@ -101,7 +100,7 @@ def test_task_of_a_worker_killed_before_starting_is_redelivered_and_runs(
         slow.kill()
         answer.refresh_from_db()
         assert answer.status == "pending"
-        fresh = start_worker(env, tmp_path, name="fresh")
+        fresh = start_celery_worker(env, tmp_path, name="fresh")
         with running(fresh):
             wait_until(
                 lambda: Message.objects.get(pk=answer.pk).status == "done",
@@ -127,7 +126,7 @@ def test_redis_restarted_during_a_stream_recovers_by_itself(
     # them ("Unrecoverable error" on restoring unacked messages) and the worker exits
     # after finishing its running answers; the supervisor (systemd Restart=always in
     # production) starts it again.
-    worker = Supervisor(lambda: start_worker(env, tmp_path, name="gpu1"))
+    worker = Supervisor(lambda: start_celery_worker(env, tmp_path, name="gpu1"))
     daphne, url = start_daphne(env, tmp_path)
     with running(daphne, worker):
 

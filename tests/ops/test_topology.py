@@ -17,8 +17,8 @@ from assistant import services
 from assistant.models import Message
 
 from .. import screens
-from ..servers import PYTHON, REPO, running, start_daphne
-from .helpers import ask_and_collect, ask_only, start_beat, start_worker, wait_ready, wait_until
+from ..servers import PYTHON, REPO, running, start_celery_worker, start_daphne
+from .helpers import ask_and_collect, ask_only, start_beat, wait_ready, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
@@ -47,8 +47,8 @@ def test_topology_health_metrics_chat_and_cache(owner, celery_env, cookie_for, t
         )
         assert command.returncode == 1 and "engine: FAILED" in command.stdout
 
-        gpu = start_worker(env, tmp_path, name="gpu1")
-        cpu = start_worker(env, tmp_path, name="ops1", queues="ops", concurrency=1)
+        gpu = start_celery_worker(env, tmp_path, name="gpu1")
+        cpu = start_celery_worker(env, tmp_path, name="ops1", queues="ops", concurrency=1)
         beat = start_beat(env, tmp_path)
         with running(beat, cpu, gpu):
             ready = wait_ready(url)
@@ -162,7 +162,7 @@ def test_overload_is_refused_fast_or_answered_by_the_fallback(
     # One answer at a time on the worker, at most one waiting in the queue.
     env = celery_env(INFERENCE_QUEUE_LIMIT="1", FIXEDRATE_TOKENS_PER_SECOND="10")
     cookie = cookie_for(owner)
-    worker = start_worker(env, tmp_path, name="gpu1", concurrency=1)
+    worker = start_celery_worker(env, tmp_path, name="gpu1", concurrency=1)
     daphne, url = start_daphne(env, tmp_path)
     fallback_daphne, fallback_url = start_daphne(
         {**env, "LITE_FALLBACK": "1", "LITE_FALLBACK_ENGINE": "fixedrate"}, tmp_path
