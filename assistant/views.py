@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import wraps
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, JsonResponse
@@ -22,8 +24,10 @@ from .selectors import (
 
 
 def json_login_required(view):
-    """Like login_required, but answers scripts with a JSON 401 instead of a redirect."""
+    """Like login_required, but answers scripts with a JSON 401 instead of a redirect,
+    and service refusals as the one JSON error shape."""
 
+    @wraps(view)
     def wrapper(request, *args, **kwargs):
         if not request.user.is_authenticated:
             return error_response(401, "Please sign in again.", "not_authenticated")
@@ -34,7 +38,6 @@ def json_login_required(view):
         except Http404 as exc:
             return error_response(404, str(exc) or "Not found.", "not_found")
 
-    wrapper.__name__ = view.__name__
     return wrapper
 
 

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from assistant import storage
 from assistant.errors import ServiceError
 from assistant.selectors import conversation_access, message_access
+from assistant.views import json_login_required
 from glimpse.api_errors import error_response
 
 from . import selectors, services
@@ -181,23 +182,6 @@ def dashboard_json(request):
 # --- feedback from the chat page (session + CSRF, owner only) ---------------------------------
 
 
-def json_view(view):
-    """JSON errors for the chat page's script instead of redirects and HTML pages."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return error_response(401, "Please sign in again.", "not_authenticated")
-        try:
-            return view(request, *args, **kwargs)
-        except ServiceError as exc:
-            return error_response(exc.status, exc.message, exc.code)
-        except Http404 as exc:
-            return error_response(404, str(exc) or "Not found.", "not_found")
-
-    return wrapper
-
-
 def _feedback_dict(feedback: AnswerFeedback | None, message_id: int) -> dict:
     rating = feedback.rating if feedback else None
     return {
@@ -208,7 +192,7 @@ def _feedback_dict(feedback: AnswerFeedback | None, message_id: int) -> dict:
 
 
 @require_POST
-@json_view
+@json_login_required
 def feedback(request, message_id):
     message = message_access(user=request.user, message_id=message_id)
     try:
@@ -235,7 +219,7 @@ def feedback(request, message_id):
 
 
 @require_http_methods(["GET"])
-@json_view
+@json_login_required
 def feedback_list(request, conversation_id):
     conversation = conversation_access(user=request.user, conversation_id=conversation_id)
     entries = AnswerFeedback.objects.filter(message__conversation=conversation, user=request.user)
