@@ -103,15 +103,20 @@ def conversation_delete(*, conversation: Conversation, acting_user) -> None:
         .values_list("upload_id", flat=True)
     )
     uploads = list(Upload.objects.filter(pk__in=upload_ids - used_elsewhere))
-    audit_record(
-        actor=acting_user,
-        action="conversation.delete",
-        obj=conversation,
-        details={"messages": conversation.messages.count(), "uploads": len(uploads)},
-    )
+    conversation_id = conversation.pk
+    message_count = conversation.messages.count()
     _upload_delete_files_on_commit(uploads)
     conversation.delete()
     Upload.objects.filter(pk__in=[u.pk for u in uploads]).delete()
+    # Recorded last: audit_record takes the chain lock, and an answer finishing at the same
+    # moment locks its message row before it does. Taking the row locks first here keeps
+    # one lock order everywhere, so the two cannot deadlock.
+    audit_record(
+        actor=acting_user,
+        action="conversation.delete",
+        obj=("conversation", conversation_id),
+        details={"messages": message_count, "uploads": len(uploads)},
+    )
 
 
 # --- questions and answers ----------------------------------------------------------------
