@@ -201,6 +201,11 @@ INFERENCE_ENGINE = env_str("INFERENCE_ENGINE", "lite")
 MODEL_ID = env_str("MODEL_ID", "zai-org/GLM-4.6V-Flash")
 INFERENCE_DEVICE = env_str("INFERENCE_DEVICE", "")  # "" = cuda when available
 INFERENCE_MAX_BATCH = env_int("INFERENCE_MAX_BATCH", 32)
+# Longest conversation (prompt + answer, in tokens) a slot of the GPU engine's KV cache holds.
+INFERENCE_MAX_SEQ_LEN = env_int("INFERENCE_MAX_SEQ_LEN", 8192)
+# New prompts prefilled together in one forward: at most this many, and this many tokens.
+INFERENCE_PREFILL_BATCH = env_int("INFERENCE_PREFILL_BATCH", 16)
+INFERENCE_PREFILL_TOKENS = env_int("INFERENCE_PREFILL_TOKENS", 20480)
 EMBEDDED_CONCURRENCY = env_int("EMBEDDED_CONCURRENCY", 4)
 # Load the engine when the server starts instead of on the first question.
 INFERENCE_WARMUP = env_bool("INFERENCE_WARMUP", True)

@@ -29,6 +29,9 @@ def _build(kind: str) -> Engine:
             settings.MODEL_ID,
             device=settings.INFERENCE_DEVICE or None,
             max_batch=settings.INFERENCE_MAX_BATCH,
+            max_seq_len=settings.INFERENCE_MAX_SEQ_LEN,
+            prefill_batch=settings.INFERENCE_PREFILL_BATCH,
+            prefill_group_tokens=settings.INFERENCE_PREFILL_TOKENS,
         )
     if kind == "fixedrate":
         from .fixedrate import build_fixedrate_engine
