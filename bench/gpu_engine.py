@@ -270,6 +270,7 @@ def run_load(engine: VLMEngine, reqs: list[GenerationRequest], gap_s: float = 0.
             errors.append(repr(events[-1]))
 
     threads = [threading.Thread(target=one, args=(r,)) for r in reqs]
+    before = (engine.prefill_s, engine.decode_s, engine.steps)
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -291,6 +292,57 @@ def run_load(engine: VLMEngine, reqs: list[GenerationRequest], gap_s: float = 0.
         "tpot_ms": 1e3 * statistics.mean(tpot),
         "out_tok_s": tokens / wall,
         "req_s": len(rows) / wall,
+        "prefill_s": engine.prefill_s - before[0],
+        "decode_s": engine.decode_s - before[1],
+        "decode_step_ms": 1e3 * (engine.decode_s - before[1]) / max(1, engine.steps - before[2]),
+        "prompt_tokens": rows[0][4],
+        "completion_tokens": rows[0][5],
+    }
+
+
+def run_sustained(
+    engine: VLMEngine, shots: list[str], clients: int, per_client: int, first_id: int
+) -> dict:
+    """Closed loop: `clients` users, each asking again as soon as an answer ends (every
+    question about a new screenshot). The steady state of a busy server: prefills of new
+    requests join the batch while the others decode."""
+    start_index = len(engine.finished)
+    counter = iter(range(first_id, first_id + clients * per_client))
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def user():
+        for _ in range(per_client):
+            with lock:
+                i = next(counter)
+            events = list(engine.generate(request(i, shots[i % len(shots)])))
+            if not isinstance(events[-1], Done):
+                errors.append(repr(events[-1]))
+
+    before = (engine.prefill_s, engine.decode_s, engine.steps)
+    threads = [threading.Thread(target=user) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    rows = list(engine.finished)[start_index:]
+    ttft = [r[2] - r[1] for r in rows]
+    tokens = sum(r[5] for r in rows)
+    steps = engine.steps - before[2]
+    return {
+        "n": len(rows),
+        "errors": errors,
+        "wall_s": wall,
+        "ttft_p50_ms": 1e3 * statistics.median(ttft),
+        "ttft_p95_ms": 1e3 * float(np.percentile(ttft, 95)),
+        "tpot_ms": 1e3 * statistics.mean((r[3] - r[2]) / max(1, r[5] - 1) for r in rows),
+        "out_tok_s": tokens / wall,
+        "req_s": len(rows) / wall,
+        "prefill_s": engine.prefill_s - before[0],
+        "decode_s": engine.decode_s - before[1],
+        "decode_step_ms": 1e3 * (engine.decode_s - before[1]) / max(1, steps),
         "prompt_tokens": rows[0][4],
         "completion_tokens": rows[0][5],
     }
@@ -346,9 +398,13 @@ def phases(engine: VLMEngine, shot: str, dry: bool) -> dict:
     with torch.inference_mode():
         pixels = image.pixel_values.to(dev, engine.loaded.dtype)
         grid = image.grid_thw.to(dev)
-        out["vision_ms"] = timed_ms(
-            lambda: base.get_image_features(pixel_values=pixels, image_grid_thw=grid)
-        )
+
+        def encode():
+            # As the engine calls it: with the grid known on the host.
+            with engine.vision_hints.use(image.grid_thw):
+                return base.get_image_features(pixel_values=pixels, image_grid_thw=grid)
+
+        out["vision_ms"] = timed_ms(encode)
         feats = engine._features(image)
         ids = prompt.input_ids.to(dev)
         emb = slots.text.embed_tokens(ids).masked_scatter(
@@ -371,6 +427,12 @@ def phases(engine: VLMEngine, shot: str, dry: bool) -> dict:
                 sync()
             table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=14)
             out["prefill_profile"] = table
+            with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
+                encode()
+                sync()
+            out["vision_profile"] = prof.key_averages().table(
+                sort_by="cuda_time_total", row_limit=14
+            )
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
                 for _ in range(5):
                     slots.decode([5] * 32, [1200] * 32, [1200] * 32)
@@ -396,6 +458,13 @@ def main() -> None:
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     parser.add_argument("--max-seq-len", type=int, default=8192)
     parser.add_argument("--dry-run", action="store_true", help="small model on the CPU")
+    parser.add_argument(
+        "--prefill-batches",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also run 32 at once with these prefill group sizes",
+    )
     args = parser.parse_args()
     import transformers
 
@@ -440,12 +509,17 @@ def main() -> None:
     weight_bytes += param_bytes(model.lm_head)
     vision_params = sum(p.numel() for p in model.model.visual.parameters())
     text_params = weight_bytes // 2
-    shots = [screenshot(tmp / f"shot{i}.png", i) for i in range(80)]
+    # Every timed request asks about a screenshot not seen before (the vision encoder runs),
+    # except the one run that measures a follow-up about the same screenshot.
+    shots = [screenshot(tmp / f"shot{i}.png", i) for i in range(80 + 96 + 32 * 2)]
 
     engine = VLMEngine("bench", max_batch=32, max_seq_len=args.max_seq_len, ignore_eos=True)
     t0 = time.perf_counter()
     engine.attach(loaded)
-    log(f"engine ready in {time.perf_counter() - t0:.1f} s, fused: {engine.slots.fused}")
+    log(
+        f"engine ready in {time.perf_counter() - t0:.1f} s, fused: {engine.slots.fused}, "
+        f"vision: {engine.vision_patches}"
+    )
     prompt = engine.prompts.prepare(request(0, shots[0]))
     t0 = time.perf_counter()
     for i in range(5):
@@ -455,7 +529,7 @@ def main() -> None:
     visual = int(prompt.images[0].grid_thw.prod()) // 4
     log(f"prompt: {prompt.length} tokens, {visual} of them visual")
     t0 = time.perf_counter()
-    engine.slots.warmup(batches=(1, 8, 32) if dry else None, spans=(2048,))
+    engine.slots.warmup(batches=(1, 8, 32) if dry else None, spans=(1536, 2048))
     log(f"captured {len(engine.slots.graphs)} decode graphs in {time.perf_counter() - t0:.1f} s")
     run_load(engine, [request(1000, shots[79])])  # warm prefill kernels and caches
     run_load(engine, [request(1001 + i, shots[76 + i]) for i in range(3)])  # batched prefill
@@ -480,6 +554,19 @@ def main() -> None:
         engine, [request(60 + i, shots[43 + i]) for i in range(32)], gap_s=0.1
     )
     log("c32 staggered (one every 100 ms)", results["c32_staggered"])
+    results["c32_sustained"] = run_sustained(engine, shots[80:176], 32, 3, 200)
+    log("c32 sustained (32 users, 3 questions each)", results["c32_sustained"])
+    default_prefill_batch = engine.prefill_batch
+    for k, pb in enumerate(args.prefill_batches[:2]):
+        engine.prefill_batch = pb
+        key = f"c32_prefill_batch_{pb}"
+        results[key] = run_load(
+            engine, [request(400 + 40 * k + i, shots[176 + 32 * k + i]) for i in range(32)]
+        )
+        log(key, results[key])
+    engine.prefill_batch = default_prefill_batch
+    report["health"] = engine.health()
+    log("engine health", report["health"])
     peak = 0 if dry else torch.cuda.max_memory_allocated()
     engine.close()
     results["hf_generate_b1"] = hf_baseline(loaded, shots[0])
@@ -531,6 +618,7 @@ def main() -> None:
     log(row("engine, 8 at once", results["c8"], 8))
     log(row("engine, 32 at once", results["c32"], 32))
     log(row("engine, 32 staggered 100 ms", results["c32_staggered"], 32))
+    log(row("engine, 32 users back to back", results["c32_sustained"], 32))
     hf = results["hf_generate_b1"]
     log(
         f"| transformers generate, batch 1 | {hf['ttft_ms']:.0f} | - | {hf['tpot_ms']:.1f} | "
