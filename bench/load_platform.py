@@ -84,7 +84,10 @@ async def stream_client(url, cookie, conversation_id, results, start_gate, stop_
         # Questions arrive spread over a ramp (--ask-rate per second), as users do.
         await asyncio.sleep(results["index"].pop(conversation_id) / results["ask_rate"])
         sent = time.time()
-        await sock.send(json.dumps({"type": "ask", "text": "Which order is pending?"}))
+        # A question of its own: a repeated one would be answered from the answer cache,
+        # replaying old stamps (the REST phase measures the cache on purpose).
+        question = f"Which order is pending for client {conversation_id}?"
+        await sock.send(json.dumps({"type": "ask", "text": question}))
         first = True
         chunks = 0
         while True:
@@ -198,12 +201,13 @@ def main():
     parser.add_argument("--ask-rate", type=float, default=25.0, help="new questions per second")
     parser.add_argument("--idle", type=int, default=30, help="sequential questions first")
     parser.add_argument("--deadline", type=float, default=240.0, help="streaming phase limit, s")
+    parser.add_argument("--only-rest", action="store_true", help="skip the websocket phases")
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL"):
         sys.exit("Set DATABASE_URL to a migrated PostgreSQL database.")
 
-    from tests.ops.helpers import RedisServer, start_worker
-    from tests.servers import base_env, start_daphne
+    from tests.ops.helpers import RedisServer
+    from tests.servers import base_env, start_celery_worker, start_daphne
 
     cookie, conversations, upload_id, raw_key = setup_data(args.clients + args.idle)
     idle_conversations, conversations = conversations[: args.idle], conversations[args.idle :]
@@ -227,12 +231,19 @@ def main():
         MEDIA_ROOT=str(settings.MEDIA_ROOT),
         DATA_DIR=str(work / "data"),
         LOG_LEVEL="WARNING",
+        # Measured as deployed: no debug cursors or per-request query logs.
+        DEBUG="0",
         API_KEY_RATE_PER_MINUTE="1000000",
         API_USER_RATE_PER_MINUTE="1000000",
     )
-    worker = start_worker(env, work, name="load", concurrency=args.clients + 10, wait_for="ready.")
+    worker = start_celery_worker(env, work, name="load", concurrency=args.clients + 10)
     daphne, url = start_daphne(env, work)
     try:
+        if args.only_rest:
+            latencies = rest_phase(url, raw_key, upload_id, args.rest)
+            if latencies:
+                print(summary("cached POST /v1/chat", latencies))
+            return
         idle = asyncio.run(idle_ttft_phase(url, cookie, idle_conversations))
         print(summary("idle: time to first token (platform only: engine delay 0)", idle["ttft"]))
         print(summary("idle: chunk relay latency", idle["relay"]))
