@@ -157,6 +157,19 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
         "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5)
     )
+    if env_bool("DB_POOL", True):
+        # A pool per process: API requests and answer runners work on pool threads that
+        # hand their connection back after each step (so a thousand open streams never
+        # hold a thousand connections); without a pool each step paid a new connection,
+        # about 3 ms, several times per request.
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them instead
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": env_int("DB_POOL_MIN", 2),
+            "max_size": env_int("DB_POOL_MAX", 20),
+            # Waiting this long for a free connection is the "database unavailable" case.
+            # (conn_health_checks above makes Django check each connection it takes.)
+            "timeout": env_float("DB_POOL_TIMEOUT", 5.0),
+        }
 if REDIS_URL:
     # redis-py 8 gives every read a 5 s timeout by default, the same 5 s that
     # channels_redis blocks in BZPOPMIN waiting for a message: a websocket idle for 5 s
