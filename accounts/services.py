@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
@@ -46,6 +48,9 @@ def api_key_revoke(*, api_key: ApiKey, acting_user) -> ApiKey:
     return api_key
 
 
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+
+
 def api_key_authenticate(raw_key: str) -> ApiKey | None:
     """The active key for this raw value, or None. Records the last use."""
     prefix = split_prefix(raw_key)
@@ -56,5 +61,10 @@ def api_key_authenticate(raw_key: str) -> ApiKey | None:
         return None
     if not key_matches(raw_key, api_key.key_hash):
         return None
-    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    # "Last used" to the minute is what the keys page shows; writing it on every call
+    # would add a row update to each API request.
+    if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
     return api_key

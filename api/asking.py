@@ -186,6 +186,11 @@ async def _ask(question: Question, client_gone: asyncio.Event) -> Asked:
 async def wait_for_answer(asked: Asked, user) -> tuple[dict, Message | None]:
     """(final event, stored answer) of a non-streaming request. Stops the answer when the
     wait ends early (timeout, client gone); raises ApiError when the answer failed."""
+    if asked.answer.status == Message.Status.DONE:
+        # Answered from the answer cache while it was asked: nothing to wait for (its
+        # events still go to the conversation's other listeners).
+        await asyncio.shield(asked.listener.leave())
+        return cached_final_event(asked.answer), asked.answer
     final = None
     try:
         async for event in asked.listener.events(
@@ -202,6 +207,21 @@ async def wait_for_answer(asked: Asked, user) -> tuple[dict, Message | None]:
     if final["type"] == "error":
         raise error_from_event(final)
     return final, await finished_answer(asked.answer.pk, user)
+
+
+def cached_final_event(answer: Message) -> dict:
+    """The "done" event of an answer that was final when it was asked."""
+    return {
+        "type": "done",
+        "message_id": answer.pk,
+        "text": answer.text,
+        "finish_reason": "stop",
+        "usage": {
+            "prompt_tokens": answer.prompt_tokens,
+            "completion_tokens": answer.completion_tokens,
+        },
+        "engine": answer.engine,
+    }
 
 
 @in_worker_thread

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from accounts.models import ApiKey
@@ -155,12 +155,22 @@ def _day_bounds(now: dt.datetime) -> tuple[dt.datetime, float]:
     return start, (start + dt.timedelta(days=1) - now).total_seconds()
 
 
-def usage_today(*, api_key: ApiKey | None = None, user=None) -> dict:
+def usage_today(*, api_key: ApiKey) -> dict:
+    """Today's requests and tokens of the key and of its user, in one query over the
+    user's rows of the day."""
     start, _ = _day_bounds(timezone.now())
-    rows = ApiExchange.objects.filter(created_at__gte=start)
-    rows = rows.filter(api_key=api_key) if api_key is not None else rows.filter(user=user)
-    totals = rows.aggregate(tokens=Sum(F("prompt_tokens") + F("completion_tokens")))
-    return {"requests": rows.count(), "tokens": totals["tokens"] or 0}
+    of_key = Q(api_key=api_key)
+    tokens = F("prompt_tokens") + F("completion_tokens")
+    totals = ApiExchange.objects.filter(user_id=api_key.user_id, created_at__gte=start).aggregate(
+        user_requests=Count("id"),
+        user_tokens=Sum(tokens),
+        key_requests=Count("id", filter=of_key),
+        key_tokens=Sum(tokens, filter=of_key),
+    )
+    return {
+        "key": {"requests": totals["key_requests"], "tokens": totals["key_tokens"] or 0},
+        "user": {"requests": totals["user_requests"], "tokens": totals["user_tokens"] or 0},
+    }
 
 
 def quota_check(*, api_key: ApiKey) -> None:
@@ -168,12 +178,11 @@ def quota_check(*, api_key: ApiKey) -> None:
     user's finished answers (api.services.api_exchanges_settle)."""
     limits = limits_for(api_key)
     _, until_midnight = _day_bounds(timezone.now())
+    used = usage_today(api_key=api_key)
     scopes = [
-        ("this API key", usage_today(api_key=api_key), limits.key_daily_requests,
-         limits.key_daily_tokens),
-        ("your account", usage_today(user=api_key.user), limits.user_daily_requests,
-         limits.user_daily_tokens),
-    ]  # fmt: skip
+        ("this API key", used["key"], limits.key_daily_requests, limits.key_daily_tokens),
+        ("your account", used["user"], limits.user_daily_requests, limits.user_daily_tokens),
+    ]
     for whose, used, max_requests, max_tokens in scopes:
         if max_requests and used["requests"] >= max_requests:
             raise ApiError(

@@ -99,8 +99,13 @@ def api_answer_start(
         # ApiConversation, inserted while it holds the audit chain lock) must not wait
         # for it, or the two transactions deadlock.
         ApiKey.objects.select_for_update(no_key=True).filter(pk=api_key.pk).first()
+        # A running answer's ledger entry is unsettled; filtering on that first keeps the
+        # count on the user's few recent rows (index user+settled), not the key's history.
         running = ApiExchange.objects.filter(
-            api_key=api_key, answer__status__in=RUNNING_STATUSES
+            user_id=api_key.user_id,
+            settled=False,
+            api_key=api_key,
+            answer__status__in=RUNNING_STATUSES,
         ).count()
         concurrency_check(api_key=api_key, running=running)
         answer = assistant_services.message_ask(
@@ -110,8 +115,15 @@ def api_answer_start(
             upload=upload,
             sampling=sampling,
         )
+        # An answer from the answer cache is final already: its ledger entry is settled now.
         ApiExchange.objects.create(
-            user=api_key.user, api_key=api_key, answer=answer, endpoint=endpoint
+            user=api_key.user,
+            api_key=api_key,
+            answer=answer,
+            endpoint=endpoint,
+            settled=answer.is_final,
+            prompt_tokens=answer.prompt_tokens if answer.is_final else 0,
+            completion_tokens=answer.completion_tokens if answer.is_final else 0,
         )
     return answer
 

@@ -322,9 +322,11 @@ def publish_cached_answer(
     ordinary event shape (start, one token, done). The asking socket already has it."""
     from .events import publish
 
+    # Not waited for: the asking client has its answer already, and these run on the
+    # request's own path (three Redis round trips).
     base = {"message_id": message_id}
-    publish(group, {**base, "type": "start", "seq": 0, "engine": engine})
-    publish(group, {**base, "type": "token", "seq": 1, "text": text})
+    publish(group, {**base, "type": "start", "seq": 0, "engine": engine}, wait=False)
+    publish(group, {**base, "type": "token", "seq": 1, "text": text}, wait=False)
     publish(
         group,
         {
@@ -336,4 +338,5 @@ def publish_cached_answer(
             "usage": usage,
             "engine": engine,
         },
+        wait=False,
     )

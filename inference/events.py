@@ -39,9 +39,10 @@ def _publisher() -> asyncio.AbstractEventLoop:
         return _publisher_loop
 
 
-def publish(group: str, event: dict) -> bool:
+def publish(group: str, event: dict, *, wait: bool = True) -> bool:
     """Send one event to a group; True when handed to the layer. Never raises: a client
-    that misses events can still read the stored answer."""
+    that misses events can still read the stored answer. `wait=False` queues the send on
+    the publisher loop and returns at once (events queued so keep their order)."""
     layer = get_channel_layer()
     if isinstance(layer, InMemoryChannelLayer):
         loop = _server_loop
@@ -52,8 +53,16 @@ def publish(group: str, event: dict) -> bool:
     message = {"type": "chat.event", "event": event}
     try:
         future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
+        if not wait:
+            future.add_done_callback(_log_failure)
+            return True
         future.result(timeout=PUBLISH_TIMEOUT)
         return True
     except Exception:
         logger.warning("could not publish %s event to %s", event.get("type"), group, exc_info=True)
         return False
+
+
+def _log_failure(future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning("could not publish an event", exc_info=future.exception())
