@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Make sure what the tests talk to is running: PostgreSQL, Redis, and a Chromium with
-# CJK fonts for the browser tests. Safe to run again; starts only what is missing.
+# Make sure what the tests talk to is running: PostgreSQL, Redis, a Chromium with CJK
+# fonts for the browser tests, and nginx for the deployment example. Safe to run again;
+# starts only what is missing.
 set -euo pipefail
 
 need_root() { [ "$(id -u)" = 0 ] || { echo "run as root or install: $*" >&2; exit 1; }; }
@@ -22,6 +23,8 @@ fi
 
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
+# nginx checks the example reverse-proxy config in docs/deploy/ (tests/ops).
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 [ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || missing+=(fonts-noto-cjk)
 [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ]; then
