@@ -128,5 +128,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def send_error(self, message: str, code: str):
         await self.send_json({"type": "error", "message": message, "code": code})
 
+    async def dispatch(self, message):
+        # channels hands every message to a pool thread first to tidy database connections;
+        # stream events touch no database, and at thousands of chunks a second those thread
+        # hops were a fifth of this process's time.
+        if message.get("type") == "chat.event":
+            await self.chat_event(message)
+            return
+        await super().dispatch(message)
+
     async def chat_event(self, event):
         await self.send_json(event["event"])

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -154,7 +155,8 @@ async def streaming_phase(url, cookie, conversations, deadline_s, ask_rate):
     tasks = [
         asyncio.create_task(stream_client(url, cookie, c, results, gate)) for c in conversations
     ]
-    while results["connected"] < len(conversations):
+    connect_deadline = time.monotonic() + 120  # bounded: a server that refuses some
+    while results["connected"] < len(conversations) and time.monotonic() < connect_deadline:
         await asyncio.sleep(0.1)
         if all(t.done() for t in tasks):
             break
@@ -203,6 +205,8 @@ def main():
     parser.add_argument("--deadline", type=float, default=240.0, help="streaming phase limit, s")
     parser.add_argument("--only-rest", action="store_true", help="skip the websocket phases")
     args = parser.parse_args()
+    # A timeout's SIGTERM must still stop the servers this script started (finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not os.environ.get("DATABASE_URL"):
         sys.exit("Set DATABASE_URL to a migrated PostgreSQL database.")
 

@@ -133,12 +133,17 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels_redis' layer, receiving in batches (glimpse/channel_layer.py).
+            "BACKEND": "glimpse.channel_layer.StreamingRedisChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 60},
         }
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# Redis connections one process's channel layer opens at most; a burst beyond them waits
+# up to the timeout for a free one.
+CHANNEL_LAYER_MAX_CONNECTIONS = env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 200)
+CHANNEL_LAYER_POOL_TIMEOUT = env_float("CHANNEL_LAYER_POOL_TIMEOUT", 10.0)
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = None

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 
 from assistant.models import Message
 from assistant.safety import pipeline as safety
@@ -105,6 +105,15 @@ def run_generation(message_id: int, engine: Engine) -> None:
         # Runner threads are long-lived and not request-scoped: give the connection back
         # instead of holding one per idle thread (reconnecting costs milliseconds).
         connections.close_all()
+
+
+def _release_connection() -> None:
+    """Hand back a database connection that something opened mid-stream (moderation
+    refreshing its term list, say). A worker streams hundreds of answers; each holding a
+    connection until its end would drain the pool, and new answers could not start."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.connection is not None and not connection.in_atomic_block:
+        connection.close()
 
 
 def _forget_unredacted_image(message_id: int) -> None:
@@ -210,6 +219,7 @@ def _stream(request: GenerationRequest, stream: EventStream, engine: Engine, tim
         return {"outcome": "failed", "error_code": exc.code}
 
     for event in events:
+        _release_connection()
         if not abort_sent and watcher.check():
             engine.abort(request.request_id)
             abort_sent = True

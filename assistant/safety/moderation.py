@@ -206,6 +206,11 @@ def current_matcher() -> TermMatcher:
     if cached is not None and time.monotonic() - cached[0] < TERMS_TTL_SECONDS:
         return cached[1]
     with _matcher_lock:
+        # Checked again under the lock: when the cache expires, hundreds of streaming
+        # answers arrive here at once, and one rebuild must serve them all.
+        cached = _matcher_cache
+        if cached is not None and time.monotonic() - cached[0] < TERMS_TTL_SECONDS:
+            return cached[1]
         matcher = TermMatcher(merge_terms(_builtin_terms(), _operator_terms()))
         _matcher_cache = (time.monotonic(), matcher)
     return matcher
