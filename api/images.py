@@ -89,8 +89,9 @@ def _decode_data_url(reference: str) -> bytes:
 
 def _decode_base64(text: str, message: str) -> bytes:
     compact = _WHITESPACE.sub("", text)
-    # Refuse before decoding: 4 characters make 3 bytes.
-    if len(compact) * 3 // 4 > settings.UPLOAD_MAX_BYTES:
+    # Refuse before decoding: 4 characters make 3 bytes (padding makes none, so an image
+    # of exactly UPLOAD_MAX_BYTES is not refused for its trailing "=").
+    if len(compact.rstrip("=")) * 3 // 4 > settings.UPLOAD_MAX_BYTES:
         raise _too_large()
     if "-" in compact or "_" in compact:
         compact = compact.replace("-", "+").replace("_", "/")  # the URL-safe alphabet

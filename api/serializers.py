@@ -40,13 +40,49 @@ class BoxSerializer(serializers.Serializer):
     label = serializers.CharField(allow_blank=True)
 
 
-class SamplingFieldsMixin(serializers.Serializer):
-    temperature = serializers.FloatField(required=False, min_value=0.0, max_value=2.0)
-    top_p = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
-    stop = serializers.JSONField(
-        required=False, help_text="A string or a list of up to 4 strings that end the answer."
+class NullMeansOmittedMixin:
+    # An explicit JSON null for an optional field counts as "not given": OpenAI-style
+    # clients send `"stop": null`, `"temperature": null`, ... for parameters they pass as
+    # None. Required fields still refuse null. (A comment, not a docstring: drf-spectacular
+    # would take a docstring as the description of every serializer using this.)
+    # Optional fields are declared allow_null=True so the schema says null is accepted.
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            data = {
+                name: value
+                for name, value in data.items()
+                if not (value is None and name in self.fields and not self.fields[name].required)
+            }
+        return super().to_internal_value(data)
+
+
+class ClampedIntegerField(serializers.IntegerField):
+    """An integer at least `min_value`; values above `clamp_to` are lowered to it rather
+    than refused (clients commonly default to limits larger than this server's)."""
+
+    def __init__(self, *, clamp_to: int, **kwargs):
+        self.clamp_to = clamp_to
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        return min(super().to_internal_value(data), self.clamp_to)
+
+
+class SamplingFieldsMixin(NullMeansOmittedMixin, serializers.Serializer):
+    temperature = serializers.FloatField(
+        required=False, allow_null=True, min_value=0.0, max_value=2.0
     )
-    stream = serializers.BooleanField(required=False, default=False)
+    top_p = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
+    stop = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text=(
+            "A string or a list of up to 4 strings; the answer ends before the first one "
+            "that it would contain."
+        ),
+    )
+    stream = serializers.BooleanField(required=False, allow_null=True, default=False)
 
     def validate_stop(self, value):
         if value is None:
@@ -62,9 +98,13 @@ class SamplingFieldsMixin(serializers.Serializer):
         return value
 
 
-def max_tokens_field(**kwargs):
-    return serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, max_value=MAX_NEW_TOKENS_LIMIT, **kwargs
+def max_tokens_field(help_text: str = "Longest answer, in tokens.") -> ClampedIntegerField:
+    return ClampedIntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        clamp_to=MAX_NEW_TOKENS_LIMIT,
+        help_text=f"{help_text} Values above {MAX_NEW_TOKENS_LIMIT} are lowered to it.",
     )
 
 
@@ -75,6 +115,7 @@ class ChatAskSerializer(SamplingFieldsMixin):
     prompt = serializers.CharField(trim_whitespace=True, help_text="The question.")
     image_url = serializers.CharField(
         required=False,
+        allow_null=True,
         trim_whitespace=True,
         help_text=(
             "An https:// URL (fetched under the server's domain allowlist), a "
@@ -83,12 +124,15 @@ class ChatAskSerializer(SamplingFieldsMixin):
         ),
     )
     image_id = serializers.UUIDField(
-        required=False, help_text="Id of an image uploaded with POST /v1/uploads."
+        required=False, allow_null=True, help_text="Id of an image uploaded with POST /v1/uploads."
     )
     conversation_id = serializers.IntegerField(
-        required=False, min_value=1, help_text="Continue this conversation (yours only)."
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="Continue this conversation (yours only).",
     )
-    max_tokens = max_tokens_field(help_text="Longest answer, in tokens.")
+    max_tokens = max_tokens_field()
 
     def validate(self, attrs):
         if attrs.get("image_url") and attrs.get("image_id"):
@@ -139,14 +183,23 @@ class MessageContentField(serializers.JSONField):
     """A string, or a list of {"type": "text"} and {"type": "image_url"} parts."""
 
 
-class CompletionMessageSerializer(serializers.Serializer):
+class CompletionMessageSerializer(NullMeansOmittedMixin, serializers.Serializer):
     role = serializers.ChoiceField(choices=["system", "developer", "user", "assistant"])
-    content = MessageContentField()
-    name = serializers.CharField(required=False)
+    content = MessageContentField(
+        required=False,
+        allow_null=True,
+        help_text="Required, except that an assistant turn may have none (null).",
+    )
+    name = serializers.CharField(required=False, allow_null=True)
+
+    def validate(self, attrs):
+        if attrs.get("content") is None and attrs["role"] != "assistant":
+            raise serializers.ValidationError({"content": "This field is required."})
+        return attrs
 
 
-class StreamOptionsSerializer(serializers.Serializer):
-    include_usage = serializers.BooleanField(required=False, default=False)
+class StreamOptionsSerializer(NullMeansOmittedMixin, serializers.Serializer):
+    include_usage = serializers.BooleanField(required=False, allow_null=True, default=False)
 
 
 class ChatCompletionCreateSerializer(SamplingFieldsMixin):
@@ -154,7 +207,9 @@ class ChatCompletionCreateSerializer(SamplingFieldsMixin):
     messages = CompletionMessageSerializer(many=True, allow_empty=False)
     max_tokens = max_tokens_field()
     max_completion_tokens = max_tokens_field(help_text="Preferred over max_tokens.")
-    n = serializers.IntegerField(required=False, min_value=1, max_value=1, default=1)
+    n = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=1, default=1
+    )
     stream_options = StreamOptionsSerializer(required=False, allow_null=True)
 
     # Accepted by OpenAI, not by us: refused clearly instead of silently ignored.

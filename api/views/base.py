@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from adrf.requests import AsyncRequest
 from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -12,6 +13,7 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from ..authentication import ApiKeyAuthentication
@@ -27,6 +29,8 @@ class ApiJSONParser(BaseParser):
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.API_MAX_BODY_BYTES
         raw = stream.read(limit + 1) if stream is not None else b""
+        if not raw:  # no body at all: the serializer names the missing fields
+            return {}
         if len(raw) > limit:
             raise ApiError(
                 413,
@@ -39,6 +43,33 @@ class ApiJSONParser(BaseParser):
             raise ApiError(
                 400, f"The request body is not valid JSON: {exc}.", "invalid_json"
             ) from None
+
+
+class BodyWithoutLengthMixin:
+    """Read JSON bodies sent without Content-Length (`Transfer-Encoding: chunked`, as
+    clients do when they stream a body). DRF treats a missing length as an empty body;
+    the server has already gathered the body, so hand it to the parser, which reads it
+    under the same size limit as any other."""
+
+    def _load_stream(self):
+        super()._load_stream()
+        meta = self._request.META
+        if (
+            self._stream is None
+            and not meta.get("CONTENT_LENGTH")
+            and not meta.get("HTTP_CONTENT_LENGTH")
+            and self.content_type.split(";")[0].strip().lower() == ApiJSONParser.media_type
+            and not self._request._read_started
+        ):
+            self._stream = self._request
+
+
+class ApiRequest(BodyWithoutLengthMixin, Request):
+    pass
+
+
+class AsyncApiRequest(BodyWithoutLengthMixin, AsyncRequest):
+    pass
 
 
 class FirstRendererNegotiation(BaseContentNegotiation):
@@ -75,6 +106,16 @@ class ApiViewMixin:
     content_negotiation_class = FirstRendererNegotiation
     throttle_classes = []
     required_scope: str | None = None
+    request_class: type[Request] = ApiRequest
+
+    def initialize_request(self, request, *args, **kwargs):
+        return self.request_class(
+            request,
+            parsers=self.get_parsers(),
+            authenticators=self.get_authenticators(),
+            negotiator=self.get_content_negotiator(),
+            parser_context=self.get_parser_context(request),
+        )
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -87,6 +128,8 @@ class ApiView(ApiViewMixin, APIView):
 
 class AsyncApiView(ApiViewMixin, AsyncAPIView):
     """Async API views: they wait for the engine without holding a thread."""
+
+    request_class = AsyncApiRequest
 
 
 async def parsed_body(request) -> dict:

@@ -29,7 +29,10 @@ ERRORS = {
         409: "The conversation is still answering an earlier question.",
         413: "The body or the image is too large.",
         415: "The body is not JSON (Content-Type: application/json).",
+        422: "The image URL could not be fetched (DNS, connection, TLS, upstream status, "
+        "timeout, redirects).",
         429: "Rate limit, daily quota or concurrency cap reached; see Retry-After.",
+        500: "An error on the server's side, or the engine failed while answering.",
         503: "The engine is unavailable; see Retry-After.",
         504: "No answer within the time limit.",
     }.items()

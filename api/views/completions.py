@@ -31,6 +31,8 @@ from .chat import ERRORS
 
 def _content_parts(content, where: str) -> tuple[str, list[str]]:
     """(text, image references) of one message's content."""
+    if content is None:  # an assistant turn without content (allowed by the serializer)
+        return "", []
     if isinstance(content, str):
         return content, []
     if not isinstance(content, list):
@@ -63,7 +65,7 @@ def question_from(data: dict, api_key) -> Question:
     turns: list[tuple[str, str, list[str]]] = []
     for index, message in enumerate(data["messages"]):
         where = f"messages.{index}"
-        text, images = _content_parts(message["content"], where)
+        text, images = _content_parts(message.get("content"), where)
         role = message["role"]
         if role in ("system", "developer"):
             if images:

@@ -13,6 +13,8 @@ from django.test import Client
 from django.urls import Resolver404, URLPattern, URLResolver, get_resolver, resolve
 from openapi_spec_validator import validate
 
+from inference.types import MAX_NEW_TOKENS_LIMIT
+
 pytestmark = pytest.mark.django_db
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,6 +81,30 @@ def test_schema_documents_auth_errors_and_streaming(schema):
     body = completions["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     fields = schema["components"]["schemas"][body.rsplit("/", 1)[1]]["properties"]
     assert {"model", "messages", "max_tokens", "stream", "stream_options", "stop"} <= set(fields)
+
+
+def test_chat_endpoints_document_fetch_failures_server_errors_and_nullable_fields(schema):
+    for path in ("/v1/chat", "/v1/chat/completions"):
+        responses = schema["paths"][path]["post"]["responses"]
+        for status in ("422", "500"):
+            ref = responses[status]["content"]["application/json"]["schema"]["$ref"]
+            assert ref == "#/components/schemas/Error", (path, status)
+        assert "image URL" in responses["422"]["description"]
+    components = schema["components"]["schemas"]
+    completion = components["ChatCompletionCreateRequest"]["properties"]
+    # Null means "not given" for every optional parameter; max_tokens is clamped, not capped.
+    for name in ("temperature", "top_p", "stop", "stream", "n", "max_tokens", "stream_options"):
+        assert completion[name].get("nullable") is True, name
+    for name in ("max_tokens", "max_completion_tokens"):
+        assert completion[name]["minimum"] == 1 and "maximum" not in completion[name]
+        assert str(MAX_NEW_TOKENS_LIMIT) in completion[name]["description"]
+    message = components["CompletionMessageRequest"]
+    assert message["required"] == ["role"]
+    assert message["properties"]["content"]["nullable"] is True
+    assert "description" not in message  # the null-handling mixin adds no description
+    chat = components["ChatAskRequest"]["properties"]
+    assert all(chat[name].get("nullable") for name in ("image_url", "image_id", "stop"))
+    assert "nullable" not in chat["prompt"]
 
 
 def test_docs_page_works_offline():

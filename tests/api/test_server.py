@@ -4,10 +4,13 @@ server-sent events, client disconnects, quotas, and an engine that is not there.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import socket
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import openai
@@ -21,6 +24,9 @@ from tests.servers import base_env, start_daphne
 from .conftest import QUESTION, data_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+BODY_LIMIT = 4 * 1024 * 1024
 
 
 def database_url() -> str:
@@ -37,6 +43,8 @@ def server(django_db_setup, django_db_blocker, tmp_path_factory):
         DATA_DIR=str(folder / "data"),
         API_KEY_RATE_PER_MINUTE="1000",
         API_USER_RATE_PER_MINUTE="1000",
+        # Room for every request of these tests; small enough that a test can go over it.
+        API_MAX_BODY_BYTES=str(BODY_LIMIT),
     )
     process, url = start_daphne(env, folder)
     yield url
@@ -297,3 +305,70 @@ def test_engine_unavailable_is_503_with_retry_after(owner, tmp_path):
     assert response.json()["error"]["type"] == "service_unavailable_error"
     assert response.json()["error"]["code"] == "engine_unavailable"
     assert int(response.headers["retry-after"]) > 0
+
+
+def test_chunked_body_without_content_length(server, key):
+    """Transfer-Encoding: chunked, no Content-Length, through daphne: read like any body,
+    and over API_MAX_BODY_BYTES a 413 in the one error shape."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    def chunked(body: bytes):  # a generator: httpx sends it chunked, without a length
+        for start in range(0, len(body), 64 * 1024):
+            yield body[start : start + 64 * 1024]
+
+    small = json.dumps({"prompt": "Hello", "max_tokens": 16}).encode()
+    response = httpx.post(f"{server}/v1/chat", content=chunked(small), headers=headers, timeout=120)
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 200, response.text
+    assert response.json()["response"]
+
+    big = json.dumps({"prompt": "x" * (BODY_LIMIT + 1024)}).encode()
+    for path in ("/v1/chat", "/v1/chat/completions"):
+        response = httpx.post(f"{server}{path}", content=chunked(big), headers=headers, timeout=120)
+        assert response.status_code == 413, response.text[:300]
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.json() == {
+            "error": {
+                "type": "invalid_request_error",
+                "message": "The request body is larger than 4 MB.",
+                "code": "request_too_large",
+            }
+        }
+    assert Message.objects.filter(role="assistant").count() == 1
+
+
+def test_partner_notebook_runs_against_a_live_server(server, key, monkeypatch):
+    """examples/partner_api.ipynb, every code cell in order, as a partner would run it
+    (GLIMPSE_URL and GLIMPSE_KEY from the environment, as its first cell reads them)."""
+    notebook = json.loads((REPO / "examples" / "partner_api.ipynb").read_text())
+    cells = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"]
+    monkeypatch.setenv("GLIMPSE_URL", server)
+    monkeypatch.setenv("GLIMPSE_KEY", key)
+    namespace: dict = {"__name__": "__notebook__"}
+    output = io.StringIO()
+    for index, source in enumerate(cells):
+        # Shell and magic lines (!pip, %matplotlib) are IPython's, not Python's.
+        code = "\n".join(
+            "pass  # " + line if line.lstrip().startswith(("!", "%")) else line
+            for line in source.splitlines()
+        )
+        with contextlib.redirect_stdout(output):
+            try:
+                exec(compile(code, f"partner_api.ipynb cell {index}", "exec"), namespace)
+            except Exception as exc:
+                raise AssertionError(
+                    f"cell {index} failed:\n{source}\n{output.getvalue()}"
+                ) from exc
+    printed = output.getvalue()
+    # It really talked to the server: the answers and the SDK's reply came back...
+    assert "10232" in namespace["answer"]["response"], printed
+    assert "10232" in namespace["completion"].choices[0].message.content, printed
+    assert namespace["model"] == "lite"
+    # ...the error examples printed the one error shape...
+    assert "invalid_api_key" in printed and "invalid_request" in printed, printed
+    # ...and the clean-up cell deleted what the notebook made.
+    assert "204\n204\n" in printed, printed
+    assert not Message.objects.filter(
+        conversation_id=namespace["answer"]["conversation_id"]
+    ).exists()
