@@ -255,16 +255,24 @@ _BLOCKED_V6 = [
     ipaddress.ip_network(n)
     for n in (
         "::/96",  # unspecified, loopback and the old IPv4-compatible form ::a.b.c.d
+        "::ffff:0:0:0/96",  # IPv4-translated (SIIT, RFC 2765): ::ffff:0:a.b.c.d
         "64:ff9b:1::/48",  # local-use NAT64
         "100::/64",  # discard
+        "100:0:0:1::/64",  # dummy prefix (RFC 9780)
         "2001::/23",  # IETF protocol assignments, incl. Teredo 2001::/32
         "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation (RFC 9637)
+        "5f00::/16",  # SRv6 segment identifiers (RFC 9602)
         "fc00::/7",  # unique local, incl. fd00:ec2::254 (AWS metadata over IPv6)
         "fe80::/10",  # link-local
         "fec0::/10",  # old site-local
         "ff00::/8",  # multicast
     )
 ]
+# The only IPv6 space IANA hands out for global unicast. Anything outside it (the rest of
+# ::/8, 4000::/3 with 5f00::/16, e000::/4 ...) is reserved or special-purpose; refusing it
+# outright keeps the check the same whatever a Python version's `is_global` says.
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
 
@@ -295,9 +303,12 @@ def address_refusal(address: str) -> str | None:
             return f"embeds {reason}" if reason else None
         if any(ip in net for net in _BLOCKED_V6):
             return "private or reserved IPv6 address"
+        if ip not in _GLOBAL_UNICAST_V6:
+            return "IPv6 address outside global unicast (2000::/3)"
     elif any(ip in net for net in _BLOCKED_V4):
         return "private or reserved IPv4 address"
-    # Belt and braces: whatever the standard library knows is not globally reachable.
+    # The lists above decide on their own (they are what the tests pin down). This only
+    # ever refuses more: whatever this Python's standard library also calls non-global.
     if not ip.is_global or ip.is_multicast:
         return "not a public address"
     return None

@@ -3,12 +3,18 @@
 Plain functions, no Django. What is found, each replaced by a placeholder:
 
 * ``[ID_NUMBER]``  Chinese resident ID (GB 11643: 18 characters, check digit incl. X, valid
-  birth date), also in full-width digits and glued to Chinese text.
-* ``[BANK_CARD]``  13-19 digits, plain or grouped by spaces/dashes, that pass Luhn and start
-  like a card (issuer prefix), so order numbers and timestamps are left alone.
+  birth date), also in full-width digits, glued to Chinese text, and grouped any way
+  (6-8-4, 4-4-4-4-2...).
+* ``[BANK_CARD]``  13-19 digits, plain or grouped, that pass Luhn and start like a card
+  (issuer prefix), so order numbers and timestamps are left alone.
 * ``[PHONE]``      numbers `phonenumbers` calls valid (Chinese mobiles and landlines by
-  default, anything international with + or 00).
+  default, anything international with + or 00, Chinese mobiles as 86138...), also
+  glued to Latin letters ('call13800138000now').
 * ``[EMAIL]``, ``[IP_ADDRESS]`` (IPv4 and IPv6).
+
+Digit groups may be separated by any of the spaces and dashes in `_FOLD` (no-break, thin,
+figure, ideographic spaces; en/em dashes, minus sign, Unicode hyphens), not only by ' '
+and '-'; the original characters are what is replaced.
 
 How the text is cut up, and why it matters: text is split into *segments* at characters that
 no PII can contain or depend on (CJK, most punctuation, line breaks, a space that follows a
@@ -68,16 +74,23 @@ class Recognizer(Protocol):
 
 # --- text normalisation -----------------------------------------------------------------
 
-# Full-width forms typed by Chinese input methods, folded one character to one character so
-# that spans found in the folded text are valid positions in the original.
+# Spaces that separate digit groups as well as ' ' does: no-break (U+00A0), the U+2000
+# block (figure space U+2007, thin space U+2009...), narrow no-break (U+202F), medium
+# mathematical (U+205F), ideographic (U+3000), Ogham (U+1680). Word processors, number
+# formatting (French, Swiss) and Chinese input methods put them between digit groups.
+_GROUP_SPACES = "\u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
+# Dashes and hyphens that stand for '-': hyphen U+2010, non-breaking hyphen U+2011, figure
+# dash U+2012, en dash U+2013, em dash U+2014, horizontal bar U+2015, minus sign U+2212,
+# small em dash U+FE58, small hyphen-minus U+FE63, full-width hyphen-minus U+FF0D.
+_GROUP_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"
+
+# Full-width forms typed by Chinese input methods, and the spaces and dashes above, folded
+# one character to one character so that spans found in the folded text are valid
+# positions in the original (and redaction replaces the original characters).
 _FOLD = str.maketrans(
-    "０１２３４５６７８９Ｘｘ＋－（）",
-    "0123456789Xx+-()",
+    "０１２３４５６７８９Ｘｘ＋（）" + _GROUP_SPACES + _GROUP_DASHES,
+    "0123456789Xx+()" + " " * len(_GROUP_SPACES) + "-" * len(_GROUP_DASHES),
 )
-
-
-def _digits(text: str) -> str:
-    return "".join(ch for ch in text if ch.isdigit() or ch in "Xx").upper()
 
 
 # --- recognizers ------------------------------------------------------------------------
@@ -88,16 +101,42 @@ class IdNumberRecognizer:
     kind = ID_NUMBER
     priority = 50
 
-    # 6 region + 8 birth date + 3 sequence + check, optionally grouped 6-8-4 by a space or
-    # dash. The lookarounds refuse a window inside a longer number.
-    _pattern = re.compile(r"(?<![0-9])[0-9]{6}[ -]?[0-9]{8}[ -]?[0-9]{3}[0-9Xx](?![0-9])")
+    # 6 region + 8 birth date + 3 sequence + check, in any grouping by single spaces or
+    # dashes (6-8-4, 4-4-4-4-2, 3-3-4-4-4...), the X check digit only at the very end. A
+    # run of such groups is searched for consecutive groups holding exactly 18 characters;
+    # the lookarounds refuse a window inside a longer unbroken number.
+    _run = re.compile(r"(?<![0-9])[0-9]+(?:[ -][0-9]+)*(?:[Xx](?![0-9]))?(?![0-9])")
+    _group = re.compile(r"[0-9]+[Xx]?")
 
     def find(self, text: str) -> list[Span]:
-        return [
-            Span(m.start(), m.end(), self.kind)
-            for m in self._pattern.finditer(text)
-            if _valid_resident_id(_digits(m.group()))
-        ]
+        spans: list[Span] = []
+        for run in self._run.finditer(text):
+            if sum(ch.isdigit() for ch in run.group()) < 17:
+                continue
+            groups = [
+                (g.start() + run.start(), g.end() + run.start())
+                for g in self._group.finditer(run.group())
+            ]
+            spans.extend(self._ids_in(text, groups))
+        return spans
+
+    def _ids_in(self, text: str, groups: list[tuple[int, int]]) -> list[Span]:
+        found: list[Span] = []
+        i = 0
+        while i < len(groups):
+            number, end = "", None
+            for j in range(i, len(groups)):
+                number += text[groups[j][0] : groups[j][1]]
+                if len(number) >= 18 or not number.isdigit():
+                    if len(number) == 18 and _valid_resident_id(number.upper()):
+                        end = j
+                    break  # bounded work: at most 18 characters per start
+            if end is None:
+                i += 1
+            else:
+                found.append(Span(groups[i][0], groups[end][1], self.kind))
+                i = end + 1
+        return found
 
 
 def _has_birth_date(number: str) -> bool:
@@ -152,14 +191,21 @@ class BankCardRecognizer:
     kind = BANK_CARD
     priority = 40
 
-    # A maximal run of digit groups joined by single spaces or dashes.
-    # Not followed by X: that is an ID number (check digit X), not a 17-digit card.
-    _run = re.compile(r"(?<![0-9])[0-9]+(?:[ -][0-9]+)*(?![0-9Xx])")
+    # A maximal run of digit groups joined by single spaces or dashes (after folding, any
+    # of the spaces and dashes in _FOLD). Not followed by X: that is an ID number (check
+    # digit X), not a 17-digit card.
+    # Possessive: the run is maximal, never a shorter run that happens to avoid the X.
+    _run = re.compile(r"(?<![0-9])[0-9]+(?:[ -][0-9]+)*+(?![0-9Xx])")
     _group = re.compile(r"[0-9]+")
 
     def find(self, text: str) -> list[Span]:
         spans: list[Span] = []
         for run in self._run.finditer(text):
+            digits = re.sub(r"[^0-9]", "", run.group())
+            if len(digits) == 18 and _has_birth_date(digits):
+                # An ID number grouped 4-4-4-4-2 whose check digit failed: its first 16
+                # digits are no card either.
+                continue
             groups = [
                 (g.start() + run.start(), g.end() + run.start())
                 for g in self._group.finditer(run.group())
@@ -198,8 +244,13 @@ _PERSONAL_NUMBER_TYPES = frozenset(
         phonenumbers.PhoneNumberType.PAGER,
     }
 )
-# 170379320.17 and 16.06.2008 are amounts and dates even where a number plan says "valid".
-_AMOUNT_OR_DATE = re.compile(r"[0-9]+\.[0-9]{1,2}|[0-9]{1,4}[./-][0-9]{1,2}[./-][0-9]{1,4}")
+# 170379320.17 and 16.06.2008 are amounts and dates even where a number plan says "valid";
+# so is 180 440 569.78 (thousands grouped by spaces, also no-break or thin ones, folded
+# to ' '): nobody groups a phone number 3-3-3.
+_AMOUNT_OR_DATE = re.compile(
+    r"[0-9]+\.[0-9]{1,2}|[0-9]{1,4}[./-][0-9]{1,2}[./-][0-9]{1,4}"
+    r"|[0-9]{1,3}(?: [0-9]{3})+(?:[.,][0-9]{1,2})?"
+)
 
 
 class PhoneRecognizer:
@@ -212,11 +263,18 @@ class PhoneRecognizer:
         # are mainly in China); anything with + or 00 is read as written.
         self.region = region
 
+    # phonenumbers refuses a number with a Latin letter right before or after it (VALID
+    # leniency skips 'abc8005001234'), so 'call13800138000now' and '13800138000abc' were
+    # missed. Letters become ',' (one character for one, positions stay valid): what
+    # bounds a number is then only whether a digit is next to it, and a phone inside a
+    # longer digit run (an order number) is still no match.
+    _LETTERS = str.maketrans(dict.fromkeys(string.ascii_letters, ","))
+
     def find(self, text: str) -> list[Span]:
         if sum(ch.isdigit() for ch in text) < 7:
             return []  # the shortest valid numbers we care about have 7+ digits
         matcher = phonenumbers.PhoneNumberMatcher(
-            text, self.region, leniency=phonenumbers.Leniency.VALID
+            text.translate(self._LETTERS), self.region, leniency=phonenumbers.Leniency.VALID
         )
         return [Span(m.start, m.end, self.kind) for m in matcher if self._written_as_phone(m)]
 
@@ -227,7 +285,8 @@ class PhoneRecognizer:
         VALID happily strips leading digits as dialling prefixes, so order numbers,
         13-digit timestamps and 10-digit Beijing numbers missing their 0 all "match".
         Keep a match only if it is written the way people write that number: with + or
-        00 in front, or exactly as its national format (trunk 0 included).
+        00 in front, exactly as its national format (trunk 0 included), or as the
+        country code and national number without the + ('8613800138000').
         """
         number, raw = match.number, match.raw_string
         if phonenumbers.number_type(number) not in _PERSONAL_NUMBER_TYPES:
@@ -236,8 +295,17 @@ class PhoneRecognizer:
             return False
         if raw.lstrip("(").startswith(("+", "00")):
             return True
+        digits = re.sub(r"[^0-9]", "", raw)
         national = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
-        return re.sub(r"[^0-9]", "", raw) == re.sub(r"[^0-9]", "", national)
+        if digits == re.sub(r"[^0-9]", "", national):
+            return True
+        # Country code without +: '8613800138000'. Compact, only for mobiles: a random
+        # 12-digit order number starting with 86 is a valid landline far too often.
+        code = str(number.country_code)
+        if digits != code + phonenumbers.national_significant_number(number):
+            return False
+        separated = not raw.lstrip("(")[len(code)].isdigit()
+        return separated or phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.MOBILE
 
 
 class EmailRecognizer:
@@ -308,7 +376,7 @@ _CONTENT = frozenset(
     + string.digits
     + "+-.()/@_%:"
     + "０１２３４５６７８９Ｘｘ＋－（）"
-    + "‐‑‒–—−"
+    + _GROUP_DASHES
 )
 _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 # A space inside PII only ever sits between digit groups: '+86 138', '(010) 6552', '4111 1111'.

@@ -103,6 +103,11 @@ DNS_FORMS = {
     "sitelocal.example.com": ["fec0::1"],
     "mcast6.example.com": ["ff02::1"],
     "docs6.example.com": ["2001:db8::1"],
+    "translated.example.com": ["::ffff:0:7f00:1"],  # IPv4-translated 127.0.0.1
+    "translated-public.example.com": ["::ffff:0:808:808"],  # translated, even if public
+    "docs3fff.example.com": ["3fff::1"],  # documentation (RFC 9637)
+    "srv6.example.com": ["5f00::1"],  # SRv6 SID (RFC 9602)
+    "reserved6.example.com": ["4000::1"],  # outside 2000::/3
     # One bad address among good ones refuses the whole name.
     "mixed.example.com": ["93.184.216.200", "127.0.0.1"],
     "mixed6.example.com": ["2606:2800:220:1:248:1893:25c8:1946", "::1"],
@@ -187,9 +192,48 @@ def test_internal_dns_answers_are_403(fakeweb, name, answers):
         "2002:0a00:0001::",
         "2001::1",
         "fd00:ec2::254",
+        "::ffff:0:7f00:1",  # IPv4-translated 127.0.0.1 (::ffff:0:0:0/96)
+        "::ffff:0:a9fe:a9fe",  # IPv4-translated 169.254.169.254
+        "::ffff:0:808:808",  # IPv4-translated, refused whatever it translates to
+        "3fff::1",  # documentation (3fff::/20)
+        "3fff:fff:ffff::1",
+        "5f00::1",  # SRv6 SIDs (5f00::/16)
+        "5f00:ffff::1",
+        "100:0:0:1::1",  # dummy prefix
+        "2001:db8:ffff::1",
+        "4000::1",  # reserved, outside global unicast
+        "e000::1",
+        "::2",
     ],
 )
 def test_address_refusal_catalogue(address):
+    assert address_refusal(address)
+
+
+# Refused by the explicit lists alone; the standard library's `is_global` may only add.
+QUIRK_SENSITIVE = [
+    "::ffff:0:7f00:1",
+    "3fff::1",
+    "5f00::1",
+    "4000::1",
+    "64:ff9b:1::1",
+    "2001:db8::1",
+    "::ffff:127.0.0.1",
+    "100.64.0.1",
+    "192.0.0.170",
+    "198.18.0.1",
+    "255.255.255.255",
+]
+
+
+@pytest.mark.parametrize("address", QUIRK_SENSITIVE)
+def test_address_refusal_does_not_depend_on_is_global(monkeypatch, address):
+    # Python versions disagree about is_global (3.11.7 calls ::ffff:0:7f00:1, 3fff::1 and
+    # 5f00::1 global); pretend the standard library calls everything global.
+    import ipaddress
+
+    monkeypatch.setattr(ipaddress.IPv4Address, "is_global", property(lambda self: True))
+    monkeypatch.setattr(ipaddress.IPv6Address, "is_global", property(lambda self: True))
     assert address_refusal(address)
 
 

