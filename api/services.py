@@ -14,7 +14,12 @@ from accounts.models import ApiKey
 from assistant import services as assistant_services
 from assistant.errors import ServiceError
 from assistant.models import Conversation, Message, Upload
-from assistant.safety.pipeline import screen_prompt
+from assistant.safety.pipeline import (
+    history_screened_record,
+    screen_history,
+    screen_prompt,
+    screen_question,
+)
 from audit.services import audit_record
 from inference.types import SamplingParams
 
@@ -53,6 +58,18 @@ def api_conversation_create(
     """A new conversation marked as the API's, optionally holding earlier turns that the
     client sent (an OpenAI-style request carries its whole history each time)."""
     user = api_key.user
+    # The history is moderated like the question (before anything is written: a block
+    # leaves no rows); the question itself goes through message_ask as usual.
+    verdict = (
+        screen_history(
+            texts=[turn.text for turn in turns],
+            uploads=[turn.upload for turn in turns],
+            acting_user=user,
+            obj=api_key,
+        )
+        if turns
+        else None
+    )
     with transaction.atomic():
         conversation = assistant_services.conversation_create(owner=user)
         ApiConversation.objects.create(
@@ -78,6 +95,7 @@ def api_conversation_create(
                 obj=conversation,
                 details={"turns": len(turns), "redactions": redactions, "key": api_key.prefix},
             )
+            history_screened_record(verdict=verdict, conversation=conversation, acting_user=user)
     return conversation
 
 
@@ -92,6 +110,11 @@ def api_answer_start(
 ) -> Message:
     """Ask through the chat service (same safety pipeline, audit and engine path as the
     chat page) under the key's concurrency cap, and enter the answer in the ledger."""
+    # Screened first, outside the transaction below: a blocked question raises, and its
+    # audit record must not be rolled back with that transaction.
+    screened = screen_question(
+        conversation=conversation, acting_user=api_key.user, text=text, upload=upload
+    )
     with transaction.atomic():
         # The key row lock makes "count running answers, then start one" atomic across
         # processes; message_ask's engine hand-off runs on commit of this transaction.
@@ -114,6 +137,7 @@ def api_answer_start(
             text=text,
             upload=upload,
             sampling=sampling,
+            screened=screened,
         )
         # An answer from the answer cache is final already: its ledger entry is settled now.
         ApiExchange.objects.create(

@@ -23,7 +23,12 @@ from inference.types import ChatTurn, GenerationRequest, SamplingParams
 from . import storage
 from .errors import ServiceError
 from .models import Conversation, Message, Upload
-from .safety.pipeline import question_screened_record, screen_question, screen_upload
+from .safety.pipeline import (
+    ScreenedQuestion,
+    question_screened_record,
+    screen_question,
+    screen_upload,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -129,9 +134,14 @@ def message_ask(
     text: str,
     upload: Upload | None = None,
     sampling: SamplingParams | None = None,
+    screened: ScreenedQuestion | None = None,
 ) -> Message:
     """Record a question and queue its answer. Returns the assistant message, which the
-    engine fills in; its events arrive on the conversation's channel-layer group."""
+    engine fills in; its events arrive on the conversation's channel-layer group.
+
+    `screened`: the question already through `screen_question`, for callers that run
+    this inside a transaction of their own (a block must be audited outside it, or the
+    caller's rollback would take the audit record with it)."""
     text = (text or "").strip()
     if not text:
         raise ServiceError("Type a question first.", code="empty_prompt")
@@ -144,9 +154,10 @@ def message_ask(
         raise ServiceError("No such upload.", code="not_found", status=404)
     # PII redaction, then moderation (prompt and screenshot text): nothing below sees the
     # raw text. A block raises here, audited, before anything is stored.
-    screened = screen_question(
-        conversation=conversation, acting_user=acting_user, text=text, upload=upload
-    )
+    if screened is None:
+        screened = screen_question(
+            conversation=conversation, acting_user=acting_user, text=text, upload=upload
+        )
     sampling = (
         sampling or SamplingParams(max_new_tokens=settings.DEFAULT_MAX_NEW_TOKENS)
     ).clamped()

@@ -118,6 +118,59 @@ def screen_question(*, conversation, acting_user, text: str, upload=None) -> Scr
     )
 
 
+def screen_history(*, texts: list[str], uploads=(), acting_user, obj) -> Verdict:
+    """Moderate earlier turns that a client sends along with its question (an
+    OpenAI-style message list carries its whole history, system text included), and the
+    text inside screenshots attached to them: a harmful request placed in the history,
+    with "continue" as the last message, is input like any other. Raises ServiceError
+    (content_blocked) after auditing a block; returns the verdict (a flag is recorded by
+    history_screened_record once the conversation exists)."""
+    sources = ["history"] * len(texts)
+    texts = list(texts)
+    for upload in uploads:
+        if upload is not None and upload.ocr_text:
+            texts.append(upload.ocr_text)
+            sources.append("screenshot_text")
+    verdict = moderate(texts, stage="input")
+    if verdict.blocked:
+        with transaction.atomic():
+            from audit.services import audit_record
+
+            audit_record(
+                actor=acting_user,
+                action="moderation.block",
+                obj=obj,
+                details={
+                    **verdict.audit_details(),
+                    "stage": "input",
+                    "sources": sorted(set(sources)),
+                },
+            )
+        raise ServiceError(refusal_message(verdict), code=BLOCKED_CODE, status=400)
+    return verdict
+
+
+def history_screened_record(*, verdict: Verdict, conversation, acting_user) -> None:
+    """Inside the transaction that stores the history: queue a flagged one for review."""
+    if not verdict.flagged:
+        return
+    from audit.services import audit_record
+    from review.services import review_item_create
+
+    review_item_create(
+        conversation=conversation,
+        source="moderation",
+        reason="input history: " + ",".join(verdict.categories),
+        acting_user=acting_user,
+    )
+    audit_record(
+        actor=acting_user,
+        action="moderation.flag",
+        obj=conversation,
+        details={**verdict.audit_details(), "stage": "input", "sources": ["history"]},
+    )
+
+
 def question_screened_record(
     *, screened: ScreenedQuestion, conversation, question, answer, acting_user
 ):
