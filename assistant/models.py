@@ -84,6 +84,9 @@ class Message(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DONE)
     error = models.CharField(max_length=300, blank=True)
     engine = models.CharField(max_length=100, blank=True)
+    # Which model wrote the answer (MODEL_ID for the GPU engine; the lite engine's parts):
+    # reviewers and exports need it, and an engine name alone does not say.
+    model = models.CharField(max_length=200, blank=True)
     sampling = models.JSONField(default=dict, blank=True)
     boxes = models.JSONField(default=list, blank=True)
     # The moderation verdict when it was not "allow": {"action", "categories", "stage"}.

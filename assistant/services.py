@@ -257,6 +257,7 @@ def _cached_fields(cached) -> dict:
     return {
         "text": cached.text,
         "engine": f"{cached.engine} (cached)"[:100],
+        "model": cached.model[:200],
         "boxes": cached.boxes,
         "prompt_tokens": cached.prompt_tokens,
         "completion_tokens": cached.completion_tokens,
@@ -305,11 +306,16 @@ def generation_request_build(*, message_id: int) -> GenerationRequest | None:
     return GenerationRequest(request_id=str(answer.pk), turns=tuple(turns), sampling=sampling)
 
 
-def message_generation_start(*, message_id: int, engine: str) -> bool:
+def message_generation_start(*, message_id: int, engine: str, model: str = "") -> bool:
     """Mark an answer as streaming. False if it is already final (nothing to do)."""
     updated = Message.objects.filter(
         pk=message_id, status__in=[Message.Status.PENDING, Message.Status.STREAMING]
-    ).update(status=Message.Status.STREAMING, engine=engine[:100], started_at=timezone.now())
+    ).update(
+        status=Message.Status.STREAMING,
+        engine=engine[:100],
+        model=model[:200],
+        started_at=timezone.now(),
+    )
     return bool(updated)
 
 

@@ -185,6 +185,7 @@ class CachedAnswer:
     boxes: list
     prompt_tokens: int
     completion_tokens: int
+    model: str = ""
 
 
 def enabled() -> bool:
@@ -261,6 +262,7 @@ def lookup(key: CacheKey) -> CachedAnswer | None:
         boxes=best.get("boxes") or [],
         prompt_tokens=int(best.get("prompt_tokens", 0)),
         completion_tokens=int(best.get("completion_tokens", 0)),
+        model=best.get("model", ""),
     )
 
 
@@ -288,6 +290,7 @@ def remember(
     prompt_tokens: int,
     completion_tokens: int,
     finish_reason: str,
+    model: str = "",
 ) -> bool:
     """Store a finished answer if it was expected (runner, after `done`)."""
     try:
@@ -302,6 +305,7 @@ def remember(
             {
                 "text": text,
                 "engine": engine,
+                "model": model,
                 "boxes": boxes,
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,

@@ -22,6 +22,9 @@ from .types import EngineEvent, GenerationRequest
 @runtime_checkable
 class Engine(Protocol):
     name: str
+    # What answers are recorded as written by (a hub id or folder, or the parts of the lite
+    # engine); read with getattr(engine, "model_name", engine.name).
+    model_name: str
 
     def load(self) -> None:
         """Load weights; idempotent. Raises EngineUnavailable with a readable message."""

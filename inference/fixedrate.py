@@ -53,6 +53,7 @@ def decode_stamp(word: str) -> float | None:
 
 class FixedRateEngine:
     name = "fixedrate"
+    model_name = "fixedrate"
 
     def __init__(
         self,

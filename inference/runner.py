@@ -137,6 +137,8 @@ def _refuse(stream: EventStream, guard, engine_name: str, usage, timing) -> dict
     )
     if answer is None:
         return {"outcome": "failed", "tokens": timing.tokens, "error_code": "superseded"}
+    # What the redactor caught before the block counts as much as in a finished answer.
+    safety.answer_redactions_record(message_id=stream.message_id, counts=guard.redactions)
     stream.emit(
         "done",
         text=answer.text,
@@ -150,7 +152,8 @@ def _refuse(stream: EventStream, guard, engine_name: str, usage, timing) -> dict
 
 def _run(request: GenerationRequest, stream: EventStream, engine: Engine) -> None:
     message_id = stream.message_id
-    if not message_generation_start(message_id=message_id, engine=engine.name):
+    model = getattr(engine, "model_name", "") or engine.name
+    if not message_generation_start(message_id=message_id, engine=engine.name, model=model):
         return
     stream.emit("start", engine=engine.name)
     # A stream can last minutes: holding a PostgreSQL connection for each would cap the
@@ -281,6 +284,7 @@ def _stream(request: GenerationRequest, stream: EventStream, engine: Engine, tim
                     prompt_tokens=event.usage.prompt_tokens,
                     completion_tokens=event.usage.completion_tokens,
                     finish_reason=finish_reason,
+                    model=finished.model,
                 )
             return {"outcome": finished.status, "tokens": tokens}
         elif isinstance(event, Error):

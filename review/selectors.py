@@ -180,6 +180,7 @@ def review_export_records(items) -> Iterator[dict]:
                 turn.update(
                     status=message.status,
                     engine=message.engine,
+                    model=message.model,
                     boxes=message.boxes,
                     usage={
                         "prompt_tokens": message.prompt_tokens,

@@ -89,6 +89,8 @@ async def test_question_streams_numbered_events_and_persists_answer(owner, order
     assert answer.status == "done"
     assert answer.text == done["text"]
     assert answer.engine == "lite"
+    # The model that wrote it, for reviewers and exports (the lite engine's parts).
+    assert answer.model == "PP-OCRv4 + SmolLM2-135M-Instruct"
     assert await database_sync_to_async(
         AuditEvent.objects.filter(action="message.answer", object_id=str(message_id)).exists
     )()

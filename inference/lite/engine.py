@@ -45,6 +45,13 @@ _EARLY_ABORT_MAX = 1000
 class LiteEngine:
     name = "lite"
 
+    @property
+    def model_name(self) -> str:
+        # The reading decides the facts; the phraser (or templates, when it could not
+        # load) words them.
+        phraser = "SmolLM2-135M-Instruct" if self.phraser.loaded else "templates"
+        return f"PP-OCRv4 + {phraser}"
+
     def __init__(self, cache_dir: str | Path, *, gguf_path: str | Path | None = None,
                  use_model: bool = True):  # fmt: skip
         self.phraser = Phraser(cache_dir, gguf_path=gguf_path)

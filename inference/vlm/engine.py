@@ -101,6 +101,7 @@ class VLMEngine:
         seed: int | None = None,
     ):
         self.model_id = model_id
+        self.model_name = model_id
         self.device = device
         self.dtype = dtype
         self.max_batch = max_batch

@@ -100,6 +100,8 @@ def test_topology_health_metrics_chat_and_cache(owner, celery_env, cookie_for, t
                 accepted["answer"]["text"] == Message.objects.get(reply_to__conversation=first).text
             )
             assert elapsed < 1.0, elapsed  # no engine trip (the engine alone takes 0.8 s)
+            # The model that wrote the cached answer comes along with it.
+            assert Message.objects.get(pk=accepted["answer"]["id"]).model == "fixedrate"
 
             # A different screenshot with the same question is not a hit.
             other = services.upload_create(
