@@ -334,12 +334,23 @@ RETENTION_PURGE_INTERVAL = env_float("RETENTION_PURGE_INTERVAL", 6 * 3600)
 # Reverse proxies in front of daphne that append to X-Forwarded-For; 0 trusts none and
 # records REMOTE_ADDR as the client address.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# Seconds between sweeps of unredacted screenshot copies nobody asked about in time.
+SAFETY_SWEEP_INTERVAL = env_float("SAFETY_SWEEP_INTERVAL", 600)
+# Beat's maintenance runs on the `ops` queue, which the small CPU worker of
+# docs/deploy/glimpse-ops-worker.service takes; the embedded mode (no beat) runs the same
+# jobs from the web process's watchdog thread (ops/periodic.py).
 CELERY_BEAT_SCHEDULE["retention-purge"] = {
     "task": "audit.retention_purge",
     "schedule": RETENTION_PURGE_INTERVAL,
-    "options": {"queue": "default", "expires": RETENTION_PURGE_INTERVAL},
+    "options": {"queue": "ops", "expires": RETENTION_PURGE_INTERVAL},
 }
-CELERY_TASK_ROUTES["audit.*"] = {"queue": "default"}
+CELERY_BEAT_SCHEDULE["safety-sweep"] = {
+    "task": "policy.safety_sweep",
+    "schedule": SAFETY_SWEEP_INTERVAL,
+    "options": {"queue": "ops", "expires": SAFETY_SWEEP_INTERVAL},
+}
+CELERY_TASK_ROUTES["audit.*"] = {"queue": "ops"}
+CELERY_TASK_ROUTES["policy.*"] = {"queue": "ops"}
 
 # --- auth ---------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -25,6 +25,10 @@ def embedded_startup() -> None:
         logger.warning("database not migrated yet; skipped recovering interrupted answers")
     finally:
         close_old_connections()
+    # No Celery beat in this mode: the retention purge and the safety sweep run here.
+    from ops.periodic import start_periodic_thread
+
+    start_periodic_thread()
     if settings.INFERENCE_WARMUP:
         from .embedded import host
 
