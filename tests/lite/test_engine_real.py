@@ -58,6 +58,22 @@ def test_english_pending_order(engine, screens):
     assert len(tokens) >= 4
     assert done.usage.completion_tokens > 0 and done.usage.prompt_tokens > 0
     assert any("A-1043" in b.label for b in boxes)
+    # SmolLM2 wrote this answer (its wording passed the fact guard), not the template.
+    stats = engine.last_stats
+    assert stats.source == "model" and stats.model_tokens > 0 and not stats.guard
+    assert stats.model_text.strip() == done.text.strip()
+
+
+def test_guard_falls_back_to_the_reading_when_the_model_drops_a_fact(engine, screens):
+    size = Image.open(screens["login_en"]).size
+    question = "What does the sign in button do?"
+    events = run(engine, request("t-guard", question, screens["login_en"], size))
+    tokens, boxes, done = split(events)
+    stats = engine.last_stats
+    # The model did write (tokens were generated), but its wording lost a fact of the
+    # reading, so the reading's own sentence was sent instead.
+    assert stats.model_tokens > 0 and stats.source == "template" and stats.guard
+    assert "Sign in" in done.text and "Email" in done.text and "Password" in done.text
 
 
 def test_chinese_toggle(engine, screens):
