@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 from django.conf import settings
+
+from .safety.images import new_storage_name
 
 UPLOAD_DIR = "uploads"
 
@@ -27,7 +28,8 @@ def save_new(data: bytes, extension: str) -> str:
     """Write bytes under a fresh random name and return the path relative to MEDIA_ROOT."""
     folder = _root() / UPLOAD_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    relative = f"{UPLOAD_DIR}/{secrets.token_urlsafe(24)}.{extension.lstrip('.')}"
+    # Lowercase base32: no leading '-' or '.', no names that differ only in case.
+    relative = f"{UPLOAD_DIR}/{new_storage_name(extension)}"
     full = _root() / relative
     # O_EXCL: never overwrite, even in the astronomically unlikely case of a name clash.
     fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zlib
 
@@ -34,6 +35,9 @@ def test_upload_stores_sanitised_copies_under_random_names(owner_client, orders_
         path = media_root / relative
         assert path.is_file()
         assert "passwd" not in relative and "shot" not in relative
+        # Random lowercase base32 under uploads/: no '-' or '.' to start, no case twins.
+        folder, name = relative.split("/")
+        assert folder == "uploads" and re.fullmatch(r"[a-z2-7]{32}\.(png|jpg|webp|gif)", name)
     # The model copy fits the budget (longest side 1024 by default), the original does not shrink.
     with Image.open(media_root / upload.model_copy) as model_copy:
         assert max(model_copy.size) == 1024
