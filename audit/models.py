@@ -10,8 +10,14 @@ the hash through `payload_digest`. Retention can therefore drop the payload of o
 payload still present, or the removal of a row is caught by `verify_audit_chain`.
 
 Rows never change through the application: `save` refuses existing rows, `delete` and the
-queryset's bulk update/delete raise, and on PostgreSQL a trigger refuses UPDATE and
-DELETE unless the retention purge opened its controlled path (audit/retention.py).
+queryset's bulk update/delete raise (also through `_base_manager`, which related lookups
+and Django internals use), and a database trigger (PostgreSQL and SQLite, migrations
+0004 and 0005) refuses UPDATE and DELETE unless the retention purge opened its
+controlled path (audit/retention.py).
+
+The chain's two bookkeeping tables are guarded the same way, as far as the chain lets
+them be: the head row is inserted once and then only advanced by audit_record, never
+deleted; checkpoints are only ever inserted, by the retention purge.
 """
 
 from __future__ import annotations
@@ -23,26 +29,55 @@ class AuditImmutableError(Exception):
     """Raised by any attempt to change or delete audit events through the ORM."""
 
 
-class AuditEventQuerySet(models.QuerySet):
+class _AppendOnlyQuerySet(models.QuerySet):
+    """Refuses every bulk change; what a model may insert is up to its subclass."""
+
+    _what = "audit rows"
+
+    def _refuse(self, operation: str):
+        raise AuditImmutableError(f"{self._what}: append-only, {operation} refused")
+
     def update(self, **kwargs):
-        raise AuditImmutableError("audit events are append-only: update refused")
+        self._refuse("update")
 
     def delete(self):
-        raise AuditImmutableError("audit events are append-only: delete refused")
+        self._refuse("delete")
 
     def bulk_update(self, objs, fields, batch_size=None):
-        raise AuditImmutableError("audit events are append-only: bulk_update refused")
+        self._refuse("bulk_update")
+
+    def update_or_create(self, *args, **kwargs):
+        self._refuse("update_or_create")
+
+    def _raw_delete(self, using):
+        # The collector's fast path (cascades) deletes through here, not through delete().
+        self._refuse("delete")
+
+
+class AuditEventQuerySet(_AppendOnlyQuerySet):
+    _what = "audit events"
 
     def bulk_create(self, objs, *args, **kwargs):
         # Rows outside audit_record would have no place in the hash chain.
         raise AuditImmutableError("audit events are written by audit_record only")
 
-    def update_or_create(self, *args, **kwargs):
-        raise AuditImmutableError("audit events are append-only: update_or_create refused")
 
-    def _raw_delete(self, using):
-        # The collector's fast path (cascades) deletes through here, not through delete().
-        raise AuditImmutableError("audit events are append-only: delete refused")
+class AuditChainHeadQuerySet(_AppendOnlyQuerySet):
+    _what = "the audit chain head"
+
+    def bulk_create(self, objs, *args, **kwargs):
+        # audit_record creates the one row (ON CONFLICT DO NOTHING) the first time.
+        objs = list(objs)
+        if not all(getattr(obj, "_chained", False) for obj in objs):
+            raise AuditImmutableError("the audit chain head is written by audit_record only")
+        return super().bulk_create(objs, *args, **kwargs)
+
+
+class AuditCheckpointQuerySet(_AppendOnlyQuerySet):
+    _what = "audit checkpoints"
+
+    def bulk_create(self, objs, *args, **kwargs):
+        raise AuditImmutableError("audit checkpoints are written by the retention purge only")
 
 
 class AuditEvent(models.Model):
@@ -72,6 +107,9 @@ class AuditEvent(models.Model):
     objects = AuditEventQuerySet.as_manager()
 
     class Meta:
+        # Django's internals (related lookups, the deletion collector, refresh_from_db)
+        # use the base manager; a plain one would hand out an unguarded queryset.
+        base_manager_name = "objects"
         ordering = ["-seq"]
         indexes = [models.Index(fields=["object_type", "object_id"])]
 
@@ -98,8 +136,23 @@ class AuditChainHead(models.Model):
     last_seq = models.BigIntegerField(default=0)
     last_hash = models.CharField(max_length=64, default="0" * 64)
 
+    objects = AuditChainHeadQuerySet.as_manager()
+
+    class Meta:
+        base_manager_name = "objects"
+
     def __str__(self):
         return f"audit chain head #{self.last_seq}"
+
+    def save(self, *args, **kwargs):
+        # Inserting it, and advancing it to the event just appended, is audit_record's job
+        # (it marks the row); nobody else moves the head.
+        if not getattr(self, "_chained", False):
+            raise AuditImmutableError("the audit chain head is written by audit_record only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditImmutableError("the audit chain head is never deleted")
 
 
 class AuditCheckpoint(models.Model):
@@ -111,8 +164,21 @@ class AuditCheckpoint(models.Model):
     deleted = models.PositiveIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = AuditCheckpointQuerySet.as_manager()
+
     class Meta:
+        base_manager_name = "objects"
         ordering = ["-through_seq"]
 
     def __str__(self):
         return f"checkpoint through #{self.through_seq}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AuditImmutableError("audit checkpoints are append-only: save of an existing row")
+        if not getattr(self, "_chained", False):
+            raise AuditImmutableError("audit checkpoints are written by the retention purge only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditImmutableError("audit checkpoints are append-only: delete refused")

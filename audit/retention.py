@@ -16,9 +16,10 @@ Run by Celery beat (audit.retention_purge) and by `manage.py purge_expired`.
   a checkpoint keeps the last deleted event's seq and hash as the chain's new anchor, and
   an `audit.purge` event in the chain vouches for it.
 
-PostgreSQL's trigger refuses UPDATE and DELETE on audit events; the purge opens its
-controlled path with `SET LOCAL glimpse.audit_retention = 'purge'` in its own short
-transaction, and the trigger still lets it do nothing but reduce and delete.
+The database triggers refuse UPDATE and DELETE on audit events; the purge opens its
+controlled path in its own short transaction (PostgreSQL: `SET LOCAL
+glimpse.audit_retention = 'purge'`; SQLite: a gate row, audit/gate.py), and the
+triggers still let it do nothing but reduce and delete.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from django.utils import timezone
 from assistant import storage
 from assistant.models import Conversation, Message, Upload
 
+from . import gate
 from .models import AuditChainHead, AuditCheckpoint, AuditEvent
 from .services import audit_record
 
@@ -193,15 +195,16 @@ def _purge_messages(cutoff: datetime.datetime, report: PurgeReport) -> None:
 
 @contextmanager
 def _audit_maintenance():
-    """The controlled path through the append-only trigger, for this transaction only."""
+    """The controlled path through the append-only trigger, for this transaction only:
+    a transaction-local setting on PostgreSQL, a gate row on SQLite (audit/gate.py)."""
     postgres = connection.vendor == "postgresql"
-    with transaction.atomic():
+    with gate.opened(gate.PURGE):
         if postgres:
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL glimpse.audit_retention = 'purge'")
         yield
         # Closed again at once, also when this runs inside a longer transaction. (On an
-        # error the rollback undoes the SET LOCAL, savepoint or not.)
+        # error the rollback undoes the SET LOCAL and the gate row, savepoint or not.)
         if postgres:
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL glimpse.audit_retention = ''")
@@ -258,9 +261,9 @@ def _purge_audit(cutoff: datetime.datetime) -> int:
                 # A prefix of the chain, by seq: the anchor then describes it exactly.
                 cursor.execute(f"DELETE FROM {table} WHERE seq <= %s", [last.seq])  # noqa: S608
                 deleted = cursor.rowcount
-        checkpoint = AuditCheckpoint.objects.create(
-            through_seq=last.seq, through_hash=last.hash, deleted=deleted
-        )
+        checkpoint = AuditCheckpoint(through_seq=last.seq, through_hash=last.hash, deleted=deleted)
+        checkpoint._chained = True  # checkpoints are written here only
+        checkpoint.save(force_insert=True)
         audit_record(
             actor=None,
             action="audit.purge",

@@ -58,6 +58,7 @@ def audit_record(
     event._chained = True
     event.save(force_insert=True)
     head.last_seq, head.last_hash = event.seq, event.hash
+    head._chained = True  # the head's guard lets only audit_record move it
     head.save(update_fields=["last_seq", "last_hash"])
     event_recorded.send(sender=AuditEvent, event=event)
     return event
@@ -84,16 +85,13 @@ def _chain_head_locked() -> AuditChainHead:
     # ON CONFLICT DO NOTHING lets two first writers race safely; the loser then waits on
     # the winner's row lock below.
     newest = AuditEvent.objects.order_by("-seq").only("seq", "hash").first()
-    AuditChainHead.objects.bulk_create(
-        [
-            AuditChainHead(
-                pk=1,
-                last_seq=newest.seq if newest else 0,
-                last_hash=newest.hash if newest else chain.GENESIS_HASH,
-            )
-        ],
-        ignore_conflicts=True,
+    first = AuditChainHead(
+        pk=1,
+        last_seq=newest.seq if newest else 0,
+        last_hash=newest.hash if newest else chain.GENESIS_HASH,
     )
+    first._chained = True
+    AuditChainHead.objects.bulk_create([first], ignore_conflicts=True)
     return AuditChainHead.objects.select_for_update().get(pk=1)
 
 

@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from audit.admin_mixins import AuditedAdminMixin
+
 from .models import ImageUrlRule, ModerationTerm
 
 
 @admin.register(ImageUrlRule)
-class ImageUrlRuleAdmin(admin.ModelAdmin):
+class ImageUrlRuleAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("domain", "scope", "api_key", "group", "enabled", "note", "created_at")
     list_filter = ("scope", "enabled")
     search_fields = ("domain", "note")
@@ -18,7 +20,7 @@ class ImageUrlRuleAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModerationTerm)
-class ModerationTermAdmin(admin.ModelAdmin):
+class ModerationTermAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("term", "category", "action", "enabled", "note", "created_at")
     list_filter = ("action", "category", "enabled")
     search_fields = ("term", "category", "note")

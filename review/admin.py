@@ -1,10 +1,12 @@
 from django.contrib import admin
 
+from audit.admin_mixins import AuditedAdminMixin
+
 from .models import AnswerFeedback, ReviewItem
 
 
 @admin.register(ReviewItem)
-class ReviewItemAdmin(admin.ModelAdmin):
+class ReviewItemAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "source",
@@ -28,9 +30,14 @@ class ReviewItemAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # Review items and feedback go with their conversation (or by retention/erasure),
+        # never one by one in the admin.
+        return False
+
 
 @admin.register(AnswerFeedback)
-class AnswerFeedbackAdmin(admin.ModelAdmin):
+class AnswerFeedbackAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("message_id", "rating", "report_reason", "reported_at", "updated_at")
     list_filter = ("rating", "report_reason")
     readonly_fields = [f.name for f in AnswerFeedback._meta.fields]
@@ -39,4 +46,9 @@ class AnswerFeedbackAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Review items and feedback go with their conversation (or by retention/erasure),
+        # never one by one in the admin.
         return False

@@ -24,7 +24,7 @@ from review.services import feedback_rate
 
 from ..conftest import PASSWORD
 from .seed import answered_conversation, flag_answer
-from .test_audit import verify
+from .test_audit import superuser_sql, verify
 
 pytestmark = pytest.mark.django_db
 
@@ -163,13 +163,10 @@ def test_audit_details_reduced_then_old_events_purged_chain_still_verifies(owner
             cursor.execute("DELETE FROM audit_auditevent")
 
     # A forged anchor (moved forward to hide deleted events) is caught.
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL session_replication_role = replica")
-        cursor.execute(
-            "UPDATE audit_auditcheckpoint SET through_seq = through_seq + 1 WHERE id = %s",
-            [checkpoint.pk],
-        )
-        cursor.execute("SET LOCAL session_replication_role = origin")
+    superuser_sql(
+        "UPDATE audit_auditcheckpoint SET through_seq = through_seq + 1 WHERE id = %s",
+        [checkpoint.pk],
+    )
     assert not verify()[0]
 
 
