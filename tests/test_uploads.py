@@ -131,3 +131,40 @@ def test_gps_exif_is_stripped_and_orientation_applied(owner_client, media_root):
         stored_exif = stored.getexif()
         assert 0x8825 not in stored_exif and 0x0112 not in stored_exif
         assert b"GPS" not in (stored.info.get("exif") or b"")
+
+
+def test_model_copy_budget_and_document_enhancement_follow_the_settings(
+    owner_client, media_root, settings
+):
+    """The operator's settings reach the stored model copy through the upload endpoint:
+    a smaller longest side, and deskew plus contrast normalisation for photographed
+    pages (off by default)."""
+    import numpy as np
+
+    from assistant.safety.images import estimate_skew
+
+    from .safety.test_images import encode, prose_page
+
+    page = np.asarray(prose_page().convert("L"), dtype=np.float64)
+    shadow = np.linspace(0.35, 0.8, page.shape[1])[None, :]
+    dim = encode(Image.fromarray(((page * 0.25 + 100) * shadow).astype(np.uint8)), "PNG")
+    tilted = encode(prose_page().rotate(3, expand=True, fillcolor="white"), "PNG")
+
+    def model_copy(photo, **overrides):
+        for name, value in overrides.items():
+            setattr(settings, name, value)
+        response = post_image(owner_client, photo)
+        assert response.status_code == 201, response.content
+        upload = Upload.objects.get(pk=response.json()["id"])
+        with Image.open(media_root / upload.model_copy) as image:
+            return image.convert("L")
+
+    settings.IMAGE_MODEL_LONGEST_SIDE = 640
+    plain = model_copy(tilted, IMAGE_ENHANCE_DOCUMENTS=False)
+    straightened = model_copy(tilted, IMAGE_ENHANCE_DOCUMENTS=True)
+    assert max(plain.size) == 640 and max(straightened.size) == 640
+    assert estimate_skew(plain) == 3.0 and abs(estimate_skew(straightened)) <= 0.3
+
+    flat = np.asarray(model_copy(dim, IMAGE_ENHANCE_DOCUMENTS=False), dtype=np.float64)
+    lifted = np.asarray(model_copy(dim, IMAGE_ENHANCE_DOCUMENTS=True), dtype=np.float64)
+    assert lifted.std() > 2 * flat.std()
