@@ -1,5 +1,6 @@
 from django.contrib import messages
 from django.contrib.auth import login, logout
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
@@ -8,10 +9,23 @@ from django.views.decorators.http import require_POST
 from api.forms import ApiKeyOptionsForm
 from api.services import api_key_configure
 from audit.erasure import user_erase
+from audit.services import audit_record
 
 from .forms import AccountDeleteForm, ApiKeyCreateForm, SignUpForm
 from .models import ApiKey
 from .services import api_key_create, api_key_revoke, user_create
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's view, with the change and its audit record in one transaction."""
+
+    def form_valid(self, form):
+        with transaction.atomic():
+            response = super().form_valid(form)
+            audit_record(
+                actor=self.request.user, action="user.password_change", obj=self.request.user
+            )
+        return response
 
 
 def signup(request):

@@ -62,6 +62,8 @@ def test_password_change(owner_client, owner):
     assert response.status_code == 302
     owner.refresh_from_db()
     assert owner.check_password("an even better pass 42")
+    event = AuditEvent.objects.get(action="user.password_change")
+    assert event.actor_id == owner.pk and "pass" not in str(event.details)
 
 
 def test_create_api_key_command_prints_raw_key_last_and_stores_only_hash(owner):
