@@ -23,7 +23,7 @@ from assistant.safety.pipeline import (
 from audit.services import audit_record
 from inference.types import SamplingParams
 
-from .limits import concurrency_check
+from .limits import concurrency_check, quota_check
 from .models import ApiConversation, ApiExchange
 
 FINAL_STATUSES = [Message.Status.DONE, Message.Status.FAILED, Message.Status.ABORTED]
@@ -131,6 +131,9 @@ def api_answer_start(
             answer__status__in=RUNNING_STATUSES,
         ).count()
         concurrency_check(api_key=api_key, running=running)
+        # Again under the key's lock: requests racing past the early check (which spares
+        # over-quota callers any writes) must not start more answers than the quota allows.
+        quota_check(api_key=api_key)
         answer = assistant_services.message_ask(
             conversation=conversation,
             acting_user=api_key.user,

@@ -118,12 +118,13 @@ def review_upload_read(*, item: ReviewItem, upload, acting_user) -> None:
 
 
 @transaction.atomic
-def review_export_record(*, acting_user, count: int, filters: dict) -> None:
+def review_export_record(*, acting_user, conversation_ids: list[int], filters: dict) -> None:
+    """An export reads every conversation in it: the record says which (ids only)."""
     audit_record(
         actor=acting_user,
         action="review.export",
         obj=("reviewitem", "*"),
-        details={"count": count, **filters},
+        details={"count": len(conversation_ids), "conversations": conversation_ids, **filters},
     )
 
 

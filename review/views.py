@@ -148,7 +148,11 @@ def export(request):
         if request.GET.get(key)
     }
     items = selectors.review_export_items(**filters)
-    services.review_export_record(acting_user=request.user, count=items.count(), filters=filters)
+    services.review_export_record(
+        acting_user=request.user,
+        conversation_ids=list(items.values_list("conversation_id", flat=True)),
+        filters=filters,
+    )
     lines = (
         json.dumps(record, ensure_ascii=False) + "\n"
         for record in selectors.review_export_records(items)

@@ -141,7 +141,12 @@ def test_verdict_is_validated_recorded_and_exported(flagged, reviewer, reviewer_
     for secret in ("olivia", owner.email or "@", "base64", "rita"):
         assert secret not in lines[0]
     export_event = AuditEvent.objects.get(action="review.export")
-    assert export_event.details == {"count": 1, "label": "harmful"}
+    # Which conversations the export read (ids only), as for any reviewer read.
+    assert export_event.details == {
+        "count": 1,
+        "conversations": [record["conversation"]],
+        "label": "harmful",
+    }
     assert reviewer_client.get("/review/export.jsonl", {"label": "correct"}).getvalue() == b""
 
 
