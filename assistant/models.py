@@ -30,6 +30,9 @@ class Upload(models.Model):
     model_copy_unredacted = models.BooleanField(default=False)
     ocr_text = models.TextField(blank=True)
     pii_counts = models.JSONField(default=dict, blank=True)
+    # Whether `original` went through image PII redaction when it was stored (the setting
+    # may change later); None for uploads stored before this was recorded.
+    original_redacted = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -59,6 +59,7 @@ def upload_create(*, owner, data: bytes) -> Upload:
                 model_copy_unredacted=clean.model_copy_unredacted,
                 ocr_text=clean.ocr_text,
                 pii_counts=clean.pii_counts,
+                original_redacted=settings.PII_REDACT_IMAGES,
             )
             audit_record(
                 actor=owner,

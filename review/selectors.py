@@ -61,7 +61,9 @@ def upload_review_copy(upload: Upload) -> tuple[str, bool]:
     redacted = getattr(upload, "redacted", "") or ""
     if redacted:
         return redacted, True
-    # Judged by the setting as it is now; uploads stored while it was off are not redacted.
+    if getattr(upload, "original_redacted", None) is not None:
+        return upload.original, upload.original_redacted  # as it was when stored
+    # Stored before that was recorded: the best guess is the setting as it is now.
     in_place = _UPLOADS_REDACTED_IN_PLACE and getattr(settings, "PII_REDACT_IMAGES", False)
     return upload.original, in_place
 

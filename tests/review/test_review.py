@@ -11,7 +11,7 @@ from django.test import Client
 from audit.models import AuditEvent
 from review.models import ReviewItem
 
-from .seed import answered_conversation
+from .seed import answered_conversation, flag_answer
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +46,7 @@ def test_nobody_but_reviewers_reaches_any_of_it(
 
 
 def test_reviewer_reads_a_flagged_conversation_and_it_is_audited(
-    flagged, reviewer, reviewer_client, settings
+    flagged, reviewer, reviewer_client, settings, owner, orders_png
 ):
     item, conversation, question, answer = flagged
     queue = reviewer_client.get("/review/")
@@ -78,9 +78,14 @@ def test_reviewer_reads_a_flagged_conversation_and_it_is_audited(
         action="upload.read", object_id=str(question.upload_id)
     ).exists()
 
-    # With the safety pipeline's image redaction on, stored originals are redacted copies.
+    # The label follows how each screenshot was stored, not today's setting: this one was
+    # stored with image redaction off, and turning it on later does not relabel it.
     settings.PII_REDACT_IMAGES = True
     page = reviewer_client.get(f"/review/items/{item.pk}/").content.decode()
+    assert "redacted copy (PII boxed out)" not in page
+    _, _, redacted_answer = answered_conversation(owner=owner, png=orders_png)
+    redacted_item = flag_answer(redacted_answer)
+    page = reviewer_client.get(f"/review/items/{redacted_item.pk}/").content.decode()
     assert "redacted copy (PII boxed out)" in page
 
 
