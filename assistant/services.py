@@ -248,7 +248,9 @@ def message_ask(
             )
             return answer
         if cache_key is not None and route == inference_client.ROUTE_ENGINE:
-            transaction.on_commit(lambda: answer_cache.expect(answer.pk, cache_key))
+            transaction.on_commit(
+                lambda: answer_cache.expect(answer.pk, cache_key, owner_id=acting_user.pk)
+            )
         transaction.on_commit(lambda: inference_client.submit(answer.pk, route=route))
     return answer
 

@@ -29,6 +29,7 @@ from django.utils import timezone
 from accounts.models import ApiKey
 from assistant import storage
 from assistant.models import Conversation, Message, Upload
+from inference import cache as answer_cache
 from inference import client as inference_client
 from review.models import AnswerFeedback, ReviewItem
 
@@ -83,8 +84,11 @@ def user_erase(*, user, acting_user=None) -> dict:
         Upload.objects.filter(pk__in=[u.pk for u in uploads]).delete()
         ApiKey.objects.filter(user=user).delete()
         AnswerFeedback.objects.filter(user=user).delete()
+        user_id = user.pk
         user.delete()
         transaction.on_commit(lambda: storage.delete(*paths))
+        # Answers of theirs served from the answer cache (a shared one reaches others).
+        transaction.on_commit(lambda: answer_cache.forget_owner(user_id))
     return counts
 
 

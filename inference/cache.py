@@ -44,6 +44,8 @@ HASH_SIZE = 16
 BUCKET_LIMIT = 32  # screenshots remembered per (scope, settings, question)
 _PREFIX = "glimpse:answer-cache:"
 _PENDING = _PREFIX + "pending:{}"  # answer id -> the key its result will be stored under
+# user id -> the entries made from that user's answers, so erasing the user can remove them
+_BY_OWNER = _PREFIX + "owner:{}"
 _PHASH = _PREFIX + "phash:{}"  # sha256 of an upload -> its perceptual hash
 
 
@@ -112,6 +114,24 @@ class _LocalStore:
         bucket[field] = value
         self.set(key, _trim(bucket), ttl)
 
+    def bucket_delete(self, key, field):
+        with self._lock:
+            item = self._data.get(key)
+            if item is not None and field in item[1]:
+                bucket = dict(item[1])
+                del bucket[field]
+                self._data[key] = (item[0], bucket)
+
+    def index_add(self, key, member: str, ttl: float):
+        with self._lock:
+            item = self._data.get(key)
+            members = set(item[1]) if item and item[0] >= time.time() else set()
+        members.add(member)
+        self.set(key, sorted(members), ttl)
+
+    def index_pop(self, key) -> list[str]:
+        return list(self.pop(key) or [])
+
     def clear(self):
         with self._lock:
             self._data.clear()
@@ -152,6 +172,23 @@ class _RedisStore:
             drop = [f for f in bucket if f not in keep]
             if drop:
                 self._redis.hdel(key, *drop)
+
+
+    def bucket_delete(self, key, field):
+        self._redis.hdel(key, field)
+
+    def index_add(self, key, member: str, ttl: float):
+        pipe = self._redis.pipeline()
+        pipe.sadd(key, member)
+        pipe.expire(key, max(1, int(ttl)))
+        pipe.execute()
+
+    def index_pop(self, key) -> list[str]:
+        pipe = self._redis.pipeline()
+        pipe.smembers(key)
+        pipe.delete(key)
+        members, _ = pipe.execute()
+        return [m.decode() for m in members]
 
 
 def _trim(bucket: dict) -> dict:
@@ -266,7 +303,7 @@ def lookup(key: CacheKey) -> CachedAnswer | None:
     )
 
 
-def expect(answer_id: int, key: CacheKey) -> None:
+def expect(answer_id: int, key: CacheKey, owner_id: int | None = None) -> None:
     """Remember where answer `answer_id` goes once it is done (called on a miss)."""
     try:
         _store().set(
@@ -274,6 +311,7 @@ def expect(answer_id: int, key: CacheKey) -> None:
             {
                 "bucket": key.bucket,
                 "image_hash": None if key.image_hash is None else format(key.image_hash, "x"),
+                "owner": owner_id,
             },
             3600,
         )
@@ -313,6 +351,12 @@ def remember(
             },
             settings.ANSWER_CACHE_TTL,
         )
+        if target.get("owner") is not None:
+            store.index_add(
+                _BY_OWNER.format(target["owner"]),
+                f"{target['bucket']}|{field}",
+                settings.ANSWER_CACHE_TTL,
+            )
     except Exception:
         logger.warning("could not store answer %s in the cache", answer_id, exc_info=True)
         return False
@@ -344,3 +388,14 @@ def publish_cached_answer(
         },
         wait=False,
     )
+
+
+def forget_owner(owner_id: int) -> int:
+    """Remove every cached answer made from this user's answers (right to erasure);
+    returns how many entries went. Shared caches hold them for other users too."""
+    store = _store()
+    entries = store.index_pop(_BY_OWNER.format(owner_id))
+    for entry in entries:
+        bucket, _, field = entry.rpartition("|")
+        store.bucket_delete(bucket, field)
+    return len(entries)

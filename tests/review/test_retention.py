@@ -262,3 +262,55 @@ def test_beat_runs_the_purge_task(owner, settings, django_capture_on_commit_call
         result = task.apply().get()
     assert result["conversations"] == 1
     assert not Conversation.objects.filter(pk=old.pk).exists()
+
+
+@pytest.mark.parametrize("store", ["local", "redis"])
+def test_erasure_removes_the_users_answers_from_the_answer_cache(
+    store, owner, outsider, owner_client, settings, django_capture_on_commit_callbacks
+):
+    """A shared answer cache serves an answer to anyone asking the same question: an
+    erased person's answers must leave it with them (another person's entry stays)."""
+    from inference import cache as answer_cache
+
+    settings.ANSWER_CACHE = "shared"
+    if store == "redis":
+        import redis
+
+        from inference import liveness
+
+        settings.REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+        liveness._client = None  # the shared client follows REDIS_URL
+        redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    else:
+        settings.REDIS_URL = ""
+        answer_cache._local_store.clear()
+    sampling = {"max_new_tokens": 64, "temperature": 0.0}
+
+    def cached(user, question, answer_id):
+        key = answer_cache.key_for(
+            user_id=user.pk, question=question, upload=None, sampling=sampling
+        )
+        answer_cache.expect(answer_id, key, owner_id=user.pk)
+        assert answer_cache.remember(
+            answer_id=answer_id,
+            text=f"answer {answer_id}",
+            engine="lite",
+            boxes=[],
+            prompt_tokens=1,
+            completion_tokens=2,
+            finish_reason="stop",
+        )
+        return key
+
+    mine = cached(owner, "Which order is mine?", 1)
+    theirs = cached(outsider, "Which order is theirs?", 2)
+    assert answer_cache.lookup(mine).text == "answer 1"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        owner_client.post("/accounts/delete/", {"password": PASSWORD, "confirm": "on"})
+    assert answer_cache.lookup(mine) is None
+    assert answer_cache.lookup(theirs).text == "answer 2"
+    if store == "redis":
+        from inference import liveness
+
+        liveness._client = None
