@@ -173,7 +173,6 @@ class _RedisStore:
             if drop:
                 self._redis.hdel(key, *drop)
 
-
     def bucket_delete(self, key, field):
         self._redis.hdel(key, field)
 

@@ -182,10 +182,24 @@ class PromptBuilder:
         if self.device is not None and self.device.type == "cuda" and not self._pil:
             # The torchvision-backed processors resize and normalise on the GPU when asked:
             # a 1024x768 screenshot then costs about a millisecond instead of tens on the CPU.
+            # On a stream of this thread's own: on the default stream the work (and the
+            # wait for it) would queue behind the prefill the scheduler is running, so
+            # requests arriving together missed the next prefill group.
+            stream = _side_stream(self.device)
             try:
-                enc = self.image_processor(images=[image], return_tensors="pt", device=self.device)
+                with torch.cuda.stream(stream):
+                    enc = self.image_processor(
+                        images=[image], return_tensors="pt", device=self.device
+                    )
+                    # Copied on this stream too (a copy on the default stream would wait).
+                    enc["image_grid_thw"] = enc["image_grid_thw"].cpu()
+                stream.synchronize()  # the pixels are ready before the job is queued
+                # The scheduler reads them on the default stream; the allocator must not
+                # hand their memory back to this stream before that work is done.
+                enc["pixel_values"].record_stream(torch.cuda.default_stream(self.device))
             except (TypeError, ValueError):
                 self._pil = True
+                enc = None
         if enc is None:
             enc = self.image_processor(images=[image], return_tensors="pt")
         # The grid stays on the CPU: rotary positions are computed there.
@@ -231,6 +245,16 @@ class PromptBuilder:
             kwargs["mm_token_type_ids"] = prompt.mm_token_type_ids
         pos, delta = self.base.get_rope_index(**kwargs)
         return pos, int(delta.view(-1)[0])
+
+
+_streams = threading.local()
+
+
+def _side_stream(device: Any) -> Any:
+    stream = getattr(_streams, "stream", None)
+    if stream is None:
+        stream = _streams.stream = torch.cuda.Stream(device=device)
+    return stream
 
 
 def _params(obj: Any, name: str) -> set[str]:
