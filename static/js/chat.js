@@ -23,6 +23,7 @@
   let pendingUpload = null; // {id, url, width, height} once uploaded
   let uploading = null; // promise while an upload is in flight
   let streaming = null; // {messageId, bubble, seq, text}
+  let asking = null; // {text, upload}: a question sent, until the server accepts or refuses it
   const bubbles = new Map(); // message id -> answer element
 
   function csrfToken() {
@@ -175,12 +176,19 @@
     });
     if (response.ok) {
       streaming = null;
+      asking = null; // accepted or not, the stored history now says which
       renderHistory((await response.json()).messages);
     }
   }
 
   function handleEvent(event) {
     if (event.type === "accepted") {
+      // Only now is the question the server's: clear what was sent from the composer.
+      if (asking) {
+        if (question.value.trim() === asking.text) question.value = "";
+        if (asking.upload && pendingUpload === asking.upload) clearImage();
+        asking = null;
+      }
       addQuestion(event.question);
       const bubble = addAnswer(event.answer);
       streaming = { messageId: event.message_id, bubble, seq: -1, text: "", boxes: [] };
@@ -188,7 +196,11 @@
       return;
     }
     if (event.type === "error" && event.message_id === undefined) {
+      // A refused question (moderation, overload, too long...): say why, keep what was
+      // typed, and let the person ask again.
       showError(event.message);
+      asking = null;
+      if (!streaming) setBusy(false);
       return;
     }
     const bubble = bubbles.get(event.message_id);
@@ -304,6 +316,7 @@
 
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
+    if (sendButton.disabled) return; // Enter while an answer or a question is on its way
     const text = question.value.trim();
     if (!text) return showError("Type a question first.");
     showError("");
@@ -313,8 +326,7 @@
       await ensureConversation();
       if (!socket || socket.readyState !== WebSocket.OPEN) await connect();
       socket.send(JSON.stringify({ type: "ask", text, upload_id: pendingUpload ? pendingUpload.id : null }));
-      question.value = "";
-      clearImage();
+      asking = { text, upload: pendingUpload };
     } catch (err) {
       showError(err.message || "Something went wrong. Please try again.");
       sendButton.disabled = false;
