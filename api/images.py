@@ -153,10 +153,16 @@ def rule_within(rule: str, server_rules: tuple[str, ...]) -> bool:
 
 def _fetch(url: str, *, api_key) -> bytes:
     from assistant.safety.fetch import FetchRefused, fetch_image
+    from assistant.safety.pipeline import url_refused_record
 
     policy = key_fetch_policy(api_key)
     policy = dataclasses.replace(policy, max_bytes=min(policy.max_bytes, settings.UPLOAD_MAX_BYTES))
     try:
         return fetch_image(url, policy=policy)
     except FetchRefused as exc:
+        # On the record (reason and host only: the path and query may hold tokens), so
+        # probing for internal addresses or other domains leaves a trace.
+        url_refused_record(
+            actor=api_key.user, api_key=api_key, url=url, code=exc.code, status=exc.status
+        )
         raise ApiError(exc.status, exc.message, exc.code) from None

@@ -14,6 +14,7 @@ from glimpse.api_errors import error_response
 
 from . import services, storage
 from .errors import ServiceError
+from .safety.pipeline import upload_refused_record
 from .selectors import (
     conversation_access,
     conversation_list,
@@ -87,13 +88,18 @@ def upload_create(request):
     too_large = f"The screenshot is larger than {limit // (1024 * 1024)} MB."
     # Refuse on the declared length before Django parses (and spools) a huge body.
     if int(request.META.get("CONTENT_LENGTH") or 0) > limit + 64 * 1024:
-        return error_response(413, too_large, "too_large")
+        return _upload_refused(request, 413, too_large, "too_large")
     file = request.FILES.get("image")
     if file is not None and file.size > limit:
-        return error_response(413, too_large, "too_large")
+        return _upload_refused(request, 413, too_large, "too_large")
     if file is None:
         return error_response(400, "Choose a screenshot to upload.", "no_file")
-    upload = services.upload_create(owner=request.user, data=file.read())
+    try:
+        upload = services.upload_create(owner=request.user, data=file.read())
+    except ServiceError as exc:
+        if exc.status < 500:  # refused for what the file is, not for a fault of ours
+            upload_refused_record(actor=request.user, code=exc.code)
+        raise
     return JsonResponse(
         {
             "id": str(upload.pk),
@@ -103,6 +109,12 @@ def upload_create(request):
         },
         status=201,
     )
+
+
+def _upload_refused(request, status: int, message: str, code: str):
+    # The reason only: never the file, its name or its declared type.
+    upload_refused_record(actor=request.user, code=code)
+    return error_response(status, message, code)
 
 
 @require_GET

@@ -320,6 +320,9 @@ MODERATION_HTTP_URL = env_str("MODERATION_HTTP_URL")
 MODERATION_HTTP_TOKEN = env_str("MODERATION_HTTP_TOKEN")
 MODERATION_HTTP_TIMEOUT = env_float("MODERATION_HTTP_TIMEOUT", 3.0)
 MODERATION_HTTP_FAIL_OPEN = env_bool("MODERATION_HTTP_FAIL_OPEN", False)
+# With a non-streaming checker (the external classifier), answers are released in
+# segments the checker has approved: a sentence, a line, or at most this many characters.
+MODERATION_SEGMENT_CHARS = env_int("MODERATION_SEGMENT_CHARS", 300)
 
 # --- review, audit trail, retention (docs/review.md) ----------------------------------------
 # Share of completed answers put in the review queue at random (0.01 = one in a hundred).

@@ -19,6 +19,7 @@ from assistant import services as assistant_services
 from assistant import storage
 from assistant.errors import ServiceError
 from assistant.models import Conversation, Message, Upload
+from assistant.safety.pipeline import upload_refused_record
 from assistant.selectors import conversation_access, message_access, upload_access
 
 from ..errors import ApiError
@@ -225,10 +226,13 @@ class UploadListView(ApiView):
             )  # fmt: skip
         if file.size > settings.UPLOAD_MAX_BYTES:
             limit = settings.UPLOAD_MAX_BYTES // (1024 * 1024)
+            upload_refused_record(actor=request.user, code="too_large", api_key=request.auth)
             raise ApiError(413, f"The image is larger than {limit} MB.", "too_large")
         try:
             upload = assistant_services.upload_create(owner=request.user, data=file.read())
         except ServiceError as exc:
+            if exc.status < 500:  # refused for what the file is (reason only, no content)
+                upload_refused_record(actor=request.user, code=exc.code, api_key=request.auth)
             raise ApiError(exc.status, exc.message, exc.code) from None
         return Response(UploadSerializer(upload).data, status=201)
 

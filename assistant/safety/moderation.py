@@ -11,7 +11,9 @@ Built in:
   add terms or override built-in ones (a row with action "allow" switches one off).
 * `HttpClassifierChecker`: posts the text to an external classifier
   (MODERATION_HTTP_URL) and reads its verdict; on timeout or error it fails closed
-  (block) unless MODERATION_HTTP_FAIL_OPEN is set.
+  (block) unless MODERATION_HTTP_FAIL_OPEN is set. It is not fast enough for every
+  streamed token: while an answer streams, AnswerGuard (pipeline.py) holds text back
+  until a segment ends and has this checker read the answer so far before releasing it.
 
 Checkers only ever see text that PII redaction has already passed over.
 """
@@ -82,8 +84,8 @@ class Verdict:
 
 class Checker(Protocol):
     name: str
-    # Cheap enough to run on every streamed chunk of an answer (the output guard runs
-    # the others once, on the final text).
+    # Cheap enough to run on every streamed chunk of an answer. The others read the
+    # answer so far at each segment end before that segment is released (AnswerGuard).
     streaming: bool
 
     def check(self, text: str, *, stage: str) -> Verdict: ...
@@ -359,12 +361,15 @@ def moderate(
 class StreamingModerator:
     """Checks an answer as it grows. `feed` checks the new text together with the end of
     what was already checked (so a term split across chunks is still seen) using the
-    streaming checkers; `finish` runs every checker on the whole answer once."""
+    streaming checkers; `check_whole` runs the others (an external classifier) on the
+    answer so far, up to a point (AnswerGuard does so before it releases a segment);
+    `finish` runs them on the whole answer, unless that exact text was checked already."""
 
     checkers: tuple[Checker, ...] | None = None
     text: str = ""
     verdict: Verdict = field(default_factory=Verdict)
     _checked_upto: int = 0
+    _whole_checked_upto: int = 0
 
     def __post_init__(self) -> None:
         if self.checkers is None:
@@ -373,6 +378,12 @@ class StreamingModerator:
             [256]
             + [c.matcher.max_chars + 8 for c in self.checkers if isinstance(c, TermListChecker)]
         )
+        self._others = tuple(c for c in self.checkers if not c.streaming)
+
+    @property
+    def has_non_streaming(self) -> bool:
+        """Whether some checker only judges whole texts (`check_whole` / `finish`)."""
+        return bool(self._others)
 
     def feed(self, chunk: str) -> Verdict:
         if not chunk:
@@ -386,7 +397,18 @@ class StreamingModerator:
         )
         return self.verdict
 
-    def finish(self) -> Verdict:
-        others = tuple(c for c in self.checkers if not c.streaming)
-        self.verdict = self.verdict.merge(moderate([self.text], stage="output", checkers=others))
+    def check_whole(self, upto: int | None = None) -> Verdict:
+        """The non-streaming checkers on the answer from its start up to `upto` (all of it
+        when None). Text up to where they last looked is not sent again on its own."""
+        end = len(self.text) if upto is None else min(upto, len(self.text))
+        if end <= self._whole_checked_upto:
+            return self.verdict
+        self._whole_checked_upto = end
+        if self._others:
+            self.verdict = self.verdict.merge(
+                moderate([self.text[:end]], stage="output", checkers=self._others)
+            )
         return self.verdict
+
+    def finish(self) -> Verdict:
+        return self.check_whole()

@@ -14,15 +14,18 @@ Questions (`screen_question`, called by `message_ask` before anything is stored)
 Answers (`AnswerGuard`, driven by inference/runner.py while the engine streams):
   1. PII redaction with hold-back (StreamingRedactor)
   2. Markdown/HTML images made inert (markup.py)
-  3. moderation of the released text (streaming checkers), then of the whole answer
-     (all checkers): block -> engine aborted, refusal stored and sent, audit;
-     flag -> answer stored and sent, review item, audit
+  3. moderation: streaming checkers on every piece before it is released; with a
+     non-streaming checker (external classifier) configured, text is released in
+     segments, each only after that checker read the answer up to the segment's end;
+     at the end all checkers have read the whole answer. Block -> engine aborted,
+     refusal stored and sent, audit; flag -> answer stored and sent, review item, audit
   4. once final, the screenshot's unredacted model copy is replaced (`answer_settled`)
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -301,6 +304,69 @@ def screen_upload(data: bytes) -> ScreenedUpload:
     )
 
 
+# Refusals are audited with a reason code, never the file, its name, or a URL beyond its
+# host: a URL's path and query may carry access tokens, and the audit trail outlives them.
+UPLOAD_REFUSED = "safety.upload_refused"
+URL_REFUSED = "safety.url_refused"
+_HOST_CHARS = re.compile(r"^[a-z0-9.:\-]+$")
+
+
+def upload_refused_record(*, actor, code: str, api_key=None) -> None:
+    """Audit an upload refused for what it is (hostile, not an image, too large...)."""
+    from audit.services import audit_record
+
+    details = {"reason": code[:40], "channel": "api" if api_key is not None else "web"}
+    if api_key is not None:
+        details["key"] = api_key.prefix
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action=UPLOAD_REFUSED,
+            obj=api_key if api_key is not None else ("upload", "*"),
+            details=details,
+        )
+
+
+def url_refused_record(*, actor, api_key, url: str, code: str, status: int) -> None:
+    """Audit an image URL the fetcher refused (allowlist, SSRF checks, size, type...),
+    naming only the host it asked for."""
+    from audit.services import audit_record
+
+    details = {"reason": code[:40], "status": status, "host": url_host(url)}
+    if api_key is not None:
+        details["key"] = api_key.prefix
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action=URL_REFUSED,
+            obj=api_key if api_key is not None else ("image_url", "*"),
+            details=details,
+        )
+
+
+def url_host(url: str) -> str:
+    """The host of `url` as the fetcher reads it (punycode, lower case), or "" when there
+    is none worth keeping. Never the user name, password, path, query or fragment."""
+    from urllib.parse import urlsplit
+
+    from .fetch import FetchRefused, normalise_host
+
+    try:
+        raw = urlsplit(str(url).strip()).hostname or ""
+    except ValueError:
+        return ""
+    try:
+        host = normalise_host(raw)
+    except FetchRefused:
+        # An IP literal or a malformed name: kept only if it is plainly a host.
+        host = raw.lower()
+    if not _HOST_CHARS.match(host):
+        return ""
+    # At most 100 characters (audit details take no longer strings), from the right:
+    # the registered domain is the part that says whose host it is.
+    return host[-100:].lstrip(".-")
+
+
 def upload_forget_unredacted(*, upload_id) -> bool:
     """Replace an upload's unredacted model copy with one made from the redacted original,
     unless an answer that uses it is still being written. True if it was replaced."""
@@ -375,15 +441,35 @@ def answer_settled(message_id: int) -> None:
 # --- answers ---------------------------------------------------------------------------------
 
 
+# Where a segment of a checked answer may end: after a sentence's end mark followed by
+# white space (not the dot in "3.5" or "example.com"), a CJK end mark, or a line break.
+_SEGMENT_END = re.compile(r"[.!?\u2026]+(?=\s)|[\u3002\uff01\uff1f]+|\n")
+DEFAULT_SEGMENT_CHARS = 300
+
+
 class AnswerGuard:
     """Everything between the engine's tokens and the client, in order: PII redaction,
     inert images, moderation. `feed` returns what may be shown now; once `blocked`, it
-    returns nothing and the runner aborts the engine and stores `refusal` instead."""
+    returns nothing and the runner aborts the engine and stores `refusal` instead.
 
-    def __init__(self, checkers=None) -> None:
+    With only streaming checkers (the term lists) every piece is released as soon as it
+    is checked. With a non-streaming one (an external classifier) the text is released
+    in checked segments: held back until a sentence ends (or `segment_chars` characters
+    wait), then that checker reads the whole answer so far, and only if it does not block
+    does the segment go out. So a block stops the stream before the blocked text reaches
+    the client; the price is one classifier call per segment and text that arrives a
+    sentence at a time."""
+
+    def __init__(self, checkers=None, *, segment_chars: int | None = None) -> None:
         self._redactor = StreamingRedactor()
         self._markup = ImageNeutraliser()
         self._moderator = StreamingModerator(checkers=checkers)
+        self._segmented = self._moderator.has_non_streaming
+        if segment_chars is None:
+            segment_chars = getattr(settings, "MODERATION_SEGMENT_CHARS", DEFAULT_SEGMENT_CHARS)
+        self._segment_chars = max(1, int(segment_chars))
+        self._held = ""  # checked by the streaming checkers, waiting for the others
+        self._released = 0  # characters of the answer released so far
 
     @property
     def verdict(self) -> Verdict:
@@ -405,16 +491,50 @@ class AnswerGuard:
         if self.blocked:
             return ""
         safe = self._markup.feed(self._redactor.feed(text))
-        return "" if self._moderator.feed(safe).blocked else safe
+        if self._moderator.feed(safe).blocked:
+            return ""
+        if not self._segmented:
+            return safe
+        self._held += safe
+        cut = self._segment_cut()
+        if not cut:
+            return ""
+        return self._release(cut)
 
     def finish(self) -> str:
-        """The held-back rest; then every checker runs once on the whole answer."""
+        """The held-back rest; then every checker has read the whole answer."""
         if self.blocked:
             return ""
         tail = self._markup.feed(self._redactor.flush()) + self._markup.flush()
         self._moderator.feed(tail)
         self._moderator.finish()
-        return "" if self.blocked else tail
+        if self.blocked:
+            return ""
+        if not self._segmented:
+            return tail
+        rest, self._held = self._held + tail, ""
+        self._released += len(rest)
+        return rest
+
+    def _segment_cut(self) -> int:
+        """How much of the held text forms complete segments (0: none yet)."""
+        held = self._held
+        if len(held) >= self._segment_chars:
+            return len(held)
+        end = 0
+        for match in _SEGMENT_END.finditer(held):
+            end = match.end()
+        return end
+
+    def _release(self, cut: int) -> str:
+        """The first `cut` held characters, once the non-streaming checkers have read
+        the answer up to their end; nothing if they block."""
+        if self._moderator.check_whole(self._released + cut).blocked:
+            self._held = ""
+            return ""
+        out, self._held = self._held[:cut], self._held[cut:]
+        self._released += cut
+        return out
 
     @staticmethod
     def clean_label(text: str) -> str:
