@@ -22,6 +22,7 @@ from django.http import Http404
 from assistant import services as assistant_services
 from assistant.errors import ServiceError
 from assistant.models import Conversation, Message, Upload
+from assistant.safety.pipeline import upload_refused_record
 from assistant.selectors import conversation_access
 from inference.types import SamplingParams
 
@@ -88,7 +89,12 @@ def _prepare(question: Question) -> _Prepared:
         if source.upload is not None:
             upload = source.upload
         else:
-            upload = assistant_services.upload_create(owner=user, data=source.data)
+            try:
+                upload = assistant_services.upload_create(owner=user, data=source.data)
+            except ServiceError as exc:
+                if exc.status < 500:  # refused for what the image is (reason only)
+                    upload_refused_record(actor=user, code=exc.code, api_key=api_key)
+                raise
             new_upload = True
     try:
         if question.conversation_id is not None:

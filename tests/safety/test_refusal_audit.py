@@ -187,6 +187,32 @@ def test_hostile_upload_on_the_api_is_audited(api, api_key, owner, media_root, d
     assert not Upload.objects.exists()
 
 
+@pytest.mark.parametrize(("data", "code"), HOSTILE)
+def test_hostile_inline_image_on_the_chat_endpoint_is_audited(api, api_key, owner, data, code):
+    """The image sent inside the question (raw base64 or a data URL), not uploaded first."""
+    import base64
+    import json
+
+    for image in (
+        base64.b64encode(data).decode(),
+        "data:image/png;base64," + base64.b64encode(data).decode(),
+    ):
+        response = api.post(
+            "/v1/chat",
+            data=json.dumps({"image_url": image, "prompt": "What is on this screen?"}),
+            content_type="application/json",
+        )
+        assert response.status_code in (400, 415), response.content
+        assert response.json()["error"]["code"] == code
+    refused = events("safety.upload_refused")
+    assert len(refused) == 2
+    assert all(
+        e.details == {"reason": code, "channel": "api", "key": api_key[0].prefix} for e in refused
+    )
+    assert "script" not in everything_audited()
+    assert not Upload.objects.exists()
+
+
 def test_oversized_uploads_are_audited_too(owner_client, api, settings, media_root):
     settings.UPLOAD_MAX_BYTES = 10_000
     big = PNG + b"\0" * 200_000
