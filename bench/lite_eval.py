@@ -123,6 +123,8 @@ def main() -> int:
             runs.append(ask(engine, f"lat-{r}-{j}", screens["orders_en"], case.question))
     model_runs = [x for x in runs if x["source"] == "model" and x["model_rate"]]
     ttft = statistics.median(x["ttft"] for x in runs if x["ttft"] is not None)
+    # Answers the model words start later than template ones (prefill first): shown apart.
+    model_ttft = statistics.median(x["ttft"] for x in model_runs if x["ttft"] is not None)
     model_rate = statistics.median(x["model_rate"] for x in runs if x["model_rate"])
     stream_rate = (
         statistics.median(x["stream_rate"] for x in model_runs if x["stream_rate"])
@@ -142,6 +144,7 @@ def main() -> int:
     rows += [
         ("answers worded by SmolLM2 (guard passed)", f"{by_model}/{len(results)}", "-"),
         ("time to first token, 1280x800 (median)", f"{ttft:.2f} s", "< 2 s"),
+        ("  of the answers SmolLM2 worded (median)", f"{model_ttft:.2f} s", "< 2 s"),
         ("decode, model (median)", f"{model_rate:.1f} tokens/s", ">= 12 tokens/s"),
         ("Token events to caller, model answers (median)", f"{stream_rate:.1f} events/s", "-"),
         ("engine load (OCR + SmolLM2, incl. warm-up)", f"{load_s:.1f} s", "-"),
@@ -158,7 +161,7 @@ def main() -> int:
     for name, value, target in rows:
         print(f"{name:<{width}}  {value:<{vwidth}}  {target}")
     good, total = share(None)
-    met = good / total >= TARGETS["correct"] and ttft < TARGETS["ttft_s"]
+    met = good / total >= TARGETS["correct"] and max(ttft, model_ttft) < TARGETS["ttft_s"]
     met = met and model_rate >= TARGETS["tokens_per_s"]
     print(f"\ntargets {'met' if met else 'NOT met'}")
     return 0
