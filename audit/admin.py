@@ -4,22 +4,12 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.db.models import OuterRef, Q, Subquery
 
+from .admin_mixins import ReadOnlyAdminMixin
 from .models import AuditCheckpoint, AuditEvent
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    # The audit trail is append-only, also for superusers.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def get_actions(self, request):
-        return {}  # no "delete selected"
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    pass  # the audit trail is append-only, also for superusers
 
 
 class ReducedFilter(admin.SimpleListFilter):

@@ -101,3 +101,21 @@ class AuditedAdminMixin:
             obj=ref,
             details={"via": "admin", **({"bulk": True} if bulk else {})},
         )
+
+
+class ReadOnlyAdminMixin:
+    """Shown in the admin, never added, changed or deleted there (audit records; review
+    items and feedback, which change only through the review pages and go with their
+    conversation)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        return {}  # no "delete selected"

@@ -138,23 +138,28 @@ class _Window:
         return self.text[r] == "\n"
 
 
-def _label_end(text: str, j: int, final: bool):
-    """text[j] == '['. Index of its matching ']' (nesting and backslash escapes count),
-    or MORE, FAIL (a blank line first: the paragraph ends), LONG (none within bounds)."""
+def _bracket_end(text: str, j: int, final: bool, *, nested: bool):
+    """text[j] == '['. Index of its matching ']' (backslash escapes count), or MORE, or
+    FAIL (a blank line first: the paragraph ends). A link label (`nested`) may hold
+    balanced brackets and is LONG when no match lies within bounds; a reference label
+    holds no brackets and is FAIL then."""
     w = _Window(text, j, MAX_LABEL, final)
+    too_long = LONG if nested else FAIL
     depth, i = 0, j
     while True:
         m = _LABEL_SPECIAL.search(text, i, w.end)
         if m is None:
-            return w.ran_out(when_full=LONG)
+            return w.ran_out(when_full=too_long)
         k = m.start()
         c = text[k]
         if c == "\\":
             if k + 1 >= w.end:
-                return w.ran_out(when_full=LONG)
+                return w.ran_out(when_full=too_long)
             i = k + 2
             continue
         if c == "[":
+            if k != j and not nested:
+                return FAIL
             depth += 1
             if depth > MAX_NESTING:
                 return LONG  # bounded work on '[[[[...'; escaped like an overlong label
@@ -165,36 +170,9 @@ def _label_end(text: str, j: int, final: bool):
         else:  # a line break: text may go on, but not across a blank line
             blank = w.blank_line_at(k)
             if blank is None:
-                return w.ran_out(when_full=LONG)
+                return w.ran_out(when_full=too_long)
             if blank:
                 return FAIL
-        i = k + 1
-
-
-def _ref_end(text: str, j: int, final: bool):
-    """text[j] == '['. Index of the ']' closing a reference label (no brackets inside)."""
-    w = _Window(text, j, MAX_LABEL, final)
-    i = j + 1
-    while True:
-        m = _LABEL_SPECIAL.search(text, i, w.end)
-        if m is None:
-            return w.ran_out(when_full=FAIL)
-        k = m.start()
-        c = text[k]
-        if c == "\\":
-            if k + 1 >= w.end:
-                return w.ran_out(when_full=FAIL)
-            i = k + 2
-            continue
-        if c == "]":
-            return k
-        if c == "[":
-            return FAIL
-        blank = w.blank_line_at(k)
-        if blank is None:
-            return w.ran_out(when_full=FAIL)
-        if blank:
-            return FAIL
         i = k + 1
 
 
@@ -402,7 +380,7 @@ class _MarkdownPass:
 
     def _link(self, text: str, j: int, final: bool):
         """text[j] == '['. (replacement, end, changed), or MORE."""
-        close = _label_end(text, j, final)
+        close = _bracket_end(text, j, final, nested=True)
         if close is MORE:
             return MORE
         if close is FAIL:
@@ -429,7 +407,7 @@ class _MarkdownPass:
 
     def _image(self, text: str, j: int, final: bool):
         """text[j:j+2] == '!['. (replacement, end, changed), or MORE."""
-        close = _label_end(text, j + 1, final)
+        close = _bracket_end(text, j + 1, final, nested=True)
         if close is MORE:
             return MORE
         if close is FAIL:
@@ -448,7 +426,7 @@ class _MarkdownPass:
                 return f"{placeholder} (", close + 2, True
             return placeholder, tail[1], True
         if nxt == "[":
-            ref = _ref_end(text, close + 1, final)
+            ref = _bracket_end(text, close + 1, final, nested=False)
             if ref is MORE:
                 return MORE
             if ref is not FAIL:

@@ -93,21 +93,13 @@ def screen_question(*, conversation, acting_user, text: str, upload=None) -> Scr
         sources.append("screenshot_text")
     verdict = moderate(texts, stage="input")
     if verdict.blocked:
-        with transaction.atomic():
-            from audit.services import audit_record
-
-            audit_record(
-                actor=acting_user,
-                action="moderation.block",
-                obj=conversation,
-                details={
-                    **verdict.audit_details(),
-                    "stage": "input",
-                    "sources": sources,
-                    "redactions": screened.redactions,
-                },
-            )
-        raise ServiceError(refusal_message(verdict), code=BLOCKED_CODE, status=400)
+        refuse_input(
+            verdict,
+            acting_user=acting_user,
+            obj=conversation,
+            sources=sources,
+            redactions=screened.redactions,
+        )
     keep_raw = (
         settings.PII_MODEL_SEES_RAW_PROMPT
         and settings.INFERENCE_MODE == "embedded"
@@ -136,21 +128,23 @@ def screen_history(*, texts: list[str], uploads=(), acting_user, obj) -> Verdict
             sources.append("screenshot_text")
     verdict = moderate(texts, stage="input")
     if verdict.blocked:
-        with transaction.atomic():
-            from audit.services import audit_record
-
-            audit_record(
-                actor=acting_user,
-                action="moderation.block",
-                obj=obj,
-                details={
-                    **verdict.audit_details(),
-                    "stage": "input",
-                    "sources": sorted(set(sources)),
-                },
-            )
-        raise ServiceError(refusal_message(verdict), code=BLOCKED_CODE, status=400)
+        refuse_input(verdict, acting_user=acting_user, obj=obj, sources=sorted(set(sources)))
     return verdict
+
+
+def refuse_input(verdict: Verdict, *, acting_user, obj, sources: list[str], **details):
+    """Audit a blocked input and raise the refusal the user sees. Callers screen before
+    they open their own transaction, so the record commits while nothing else is stored."""
+    from audit.services import audit_record
+
+    with transaction.atomic():
+        audit_record(
+            actor=acting_user,
+            action="moderation.block",
+            obj=obj,
+            details={**verdict.audit_details(), "stage": "input", "sources": sources, **details},
+        )
+    raise ServiceError(refusal_message(verdict), code=BLOCKED_CODE, status=400)
 
 
 def history_screened_record(*, verdict: Verdict, conversation, acting_user) -> None:

@@ -614,40 +614,11 @@ class VLMEngine:
             torch.cuda.empty_cache()
 
 
-def build_vlm_engine(
-    model_id: str,
-    *,
-    device: str | None = None,
-    max_batch: int = 32,
-    max_seq_len: int = 8192,
-    max_queue: int = 256,
-    dtype: str | torch.dtype | None = None,
-    use_cuda_graphs: bool | None = None,
-    fuse: bool | None = None,
-    fast_path: bool = True,
-    image_cache_size: int = 64,
-    prefill_token_budget: int = 8192,
-    prefill_batch: int = 16,
-    prefill_group_tokens: int = 20480,
-    load: bool = False,
-) -> VLMEngine:
-    """The GPU engine for MODEL_ID (hub id or local folder). `load=True` loads at once;
-    otherwise the first `load()` or `generate()` does."""
-    engine = VLMEngine(
-        model_id,
-        device=device,
-        dtype=dtype,
-        max_batch=max_batch,
-        max_seq_len=max_seq_len,
-        max_queue=max_queue,
-        use_cuda_graphs=use_cuda_graphs,
-        fuse=fuse,
-        fast_path=fast_path,
-        image_cache_size=image_cache_size,
-        prefill_token_budget=prefill_token_budget,
-        prefill_batch=prefill_batch,
-        prefill_group_tokens=prefill_group_tokens,
-    )
+def build_vlm_engine(model_id: str, *, load: bool = False, **options: Any) -> VLMEngine:
+    """The GPU engine for MODEL_ID (hub id or local folder); `options` are VLMEngine's
+    keyword arguments. `load=True` loads at once; otherwise the first `load()` or
+    `generate()` does."""
+    engine = VLMEngine(model_id, **options)
     if load:
         engine.load()
     return engine
