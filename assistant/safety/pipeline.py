@@ -307,33 +307,27 @@ _HOST_CHARS = re.compile(r"^[a-z0-9.:\-]+$")
 
 def upload_refused_record(*, actor, code: str, api_key=None) -> None:
     """Audit an upload refused for what it is (hostile, not an image, too large...)."""
-    from audit.services import audit_record
-
     details = {"reason": code[:40], "channel": "api" if api_key is not None else "web"}
-    if api_key is not None:
-        details["key"] = api_key.prefix
-    with transaction.atomic():
-        audit_record(
-            actor=actor,
-            action=UPLOAD_REFUSED,
-            obj=api_key if api_key is not None else ("upload", "*"),
-            details=details,
-        )
+    _refusal_record(actor, UPLOAD_REFUSED, api_key, ("upload", "*"), details)
 
 
 def url_refused_record(*, actor, api_key, url: str, code: str, status: int) -> None:
     """Audit an image URL the fetcher refused (allowlist, SSRF checks, size, type...),
     naming only the host it asked for."""
+    details = {"reason": code[:40], "status": status, "host": url_host(url)}
+    _refusal_record(actor, URL_REFUSED, api_key, ("image_url", "*"), details)
+
+
+def _refusal_record(actor, action: str, api_key, anonymous_obj, details: dict) -> None:
     from audit.services import audit_record
 
-    details = {"reason": code[:40], "status": status, "host": url_host(url)}
     if api_key is not None:
-        details["key"] = api_key.prefix
+        details = {**details, "key": api_key.prefix}
     with transaction.atomic():
         audit_record(
             actor=actor,
-            action=URL_REFUSED,
-            obj=api_key if api_key is not None else ("image_url", "*"),
+            action=action,
+            obj=api_key if api_key is not None else anonymous_obj,
             details=details,
         )
 

@@ -64,8 +64,7 @@ def log_in(browser, url: str, username: str):
     return page
 
 
-def test_user_rates_and_reports_an_answer(review_server, browser):
-    url, seeded = review_server
+def user_rates_and_reports_an_answer(browser, url: str, seeded: dict) -> None:
     page = log_in(browser, url, seeded["owner"])
     page.goto(f"{url}/c/{seeded['reportable_conversation']}/")
     answer = page.locator(f"li.message.assistant[data-message-id='{seeded['reportable_message']}']")
@@ -93,13 +92,18 @@ def test_user_rates_and_reports_an_answer(review_server, browser):
     page.context.close()
 
 
-def test_reviewer_resolves_flagged_item_exports_and_sees_dashboard(review_server, browser):
+def test_user_report_reaches_reviewer_who_resolves_exports_and_sees_dashboard(
+    review_server, browser
+):
+    # One flow, in order: the reviewer's queue must show the report the user just made.
     url, seeded = review_server
+    user_rates_and_reports_an_answer(browser, url, seeded)
+
     page = log_in(browser, url, seeded["reviewer"])
     page.goto(f"{url}/review/")
     queue = page.locator("#queue")
     assert queue.locator("tr.source-moderation").count() >= 1
-    assert queue.locator("tr.source-report").count() >= 1  # the report from the chat test
+    assert queue.locator("tr.source-report").count() >= 1  # the report made above
 
     page.click(f"#queue a[href='/review/items/{seeded['flagged_item']}/']")
     page.wait_for_selector("figure.review-shot[data-boxes-drawn='2']")
