@@ -195,6 +195,45 @@ def test_dashboard_shows_the_figures(flagged, owner, reviewer_client, settings):
     assert data["engine"]["mode"] == "embedded"
 
 
+@pytest.mark.parametrize("in_database", [True, False], ids=["postgresql", "sampled"])
+def test_dashboard_latency_per_day_counts_every_day(
+    owner, reviewer_client, monkeypatch, in_database
+):
+    # A busy today must not crowd the days before it out of the latency chart: each day's
+    # percentiles come from that day's answers (all of them in PostgreSQL; elsewhere the
+    # newest LATENCY_SAMPLE_LIMIT of each day).
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from assistant.models import Message
+    from review import metrics
+
+    monkeypatch.setattr(metrics, "_percentiles_in_database", lambda queryset: in_database)
+    monkeypatch.setattr(metrics, "LATENCY_SAMPLE_LIMIT", 4)
+    two_days_ago = timezone.now() - timedelta(days=2)
+    for latency in (100, 200, 300):
+        _, _, answer = answered_conversation(owner=owner, latency_ms=latency)
+        Message.objects.filter(pk=answer.pk).update(
+            started_at=two_days_ago - timedelta(milliseconds=latency), finished_at=two_days_ago
+        )
+    for latency in (1000, 2000, 3000, 4000, 5000):
+        answered_conversation(owner=owner, latency_ms=latency)
+
+    data = reviewer_client.get("/review/dashboard.json").json()
+    by_day = {row["day"]: row for row in data["series"]}
+    earlier = by_day[timezone.localdate(two_days_ago).isoformat()]
+    today = data["series"][-1]
+    assert earlier["latency_p50_ms"] == pytest.approx(200, abs=1)
+    assert earlier["latency_p99_ms"] == pytest.approx(300, abs=1)
+    # Nearest rank over today's five (PostgreSQL) or its newest four (sampled).
+    assert today["latency_p50_ms"] == pytest.approx(3000, abs=1)
+    assert today["latency_p99_ms"] == pytest.approx(5000, abs=1)
+    assert data["totals"]["latency_p99_ms_24h"] == pytest.approx(5000, abs=1)
+    quiet = by_day[timezone.localdate(two_days_ago + timedelta(days=1)).isoformat()]
+    assert quiet["latency_p50_ms"] is None
+
+
 def test_dashboard_reads_inference_queue_length_from_redis(reviewer_client, settings):
     import os
 
