@@ -163,6 +163,11 @@ def _fetch(url: str, *, api_key) -> bytes:
         # On the record (reason and host only: the path and query may hold tokens), so
         # probing for internal addresses or other domains leaves a trace.
         url_refused_record(
-            actor=api_key.user, api_key=api_key, url=url, code=exc.code, status=exc.status
+            actor=api_key.user,
+            api_key=api_key,
+            url=url,
+            code=exc.code,
+            status=exc.status,
+            refused_url=exc.url,
         )
         raise ApiError(exc.status, exc.message, exc.code) from None

@@ -71,6 +71,7 @@ class FetchRefused(Exception):
         self.message = message
         self.code = code
         self.status = status
+        self.url: str | None = None  # the hop refused (a redirect's target, say)
 
 
 # --- the edge: the only place that touches DNS and sockets ------------------------------
@@ -508,26 +509,36 @@ def fetch_image(url: str, *, policy: FetchPolicy) -> bytes:
     deadline = _Deadline(policy.timeout)
     current = url
     for hop in range(policy.max_redirects + 1):
-        target = parse_target(current, policy=policy)
-        addresses = _checked_addresses(target, policy, deadline)
-        # One attempt, at the first address: all of them passed the same checks, and
-        # trying others would multiply the time a slow host costs us.
-        status, location, body = _request_once(target, addresses[0], policy, deadline)
-        if status == 200:
-            _check_content(body)
+        try:
+            body, location = _fetch_hop(current, policy, deadline)
+        except FetchRefused as exc:
+            exc.url = current
+            raise
+        if body is not None:
             return body
-        if not location:
-            raise FetchRefused(
-                "The image URL redirected without saying where.", "bad_redirect", 422
-            )
         if hop == policy.max_redirects:
             break
-        current = urljoin(target.url, location.strip())
+        current = location
     raise FetchRefused(
         f"The image URL redirected more than {policy.max_redirects} times.",
         "too_many_redirects",
         422,
     )
+
+
+def _fetch_hop(url: str, policy: FetchPolicy, deadline: _Deadline) -> tuple[bytes | None, str]:
+    """One request: (the image's bytes, "") or (None, where it redirects to)."""
+    target = parse_target(url, policy=policy)
+    addresses = _checked_addresses(target, policy, deadline)
+    # One attempt, at the first address: all of them passed the same checks, and trying
+    # others would multiply the time a slow host costs us.
+    status, location, body = _request_once(target, addresses[0], policy, deadline)
+    if status == 200:
+        _check_content(body)
+        return body, ""
+    if not location:
+        raise FetchRefused("The image URL redirected without saying where.", "bad_redirect", 422)
+    return None, urljoin(target.url, location.strip())
 
 
 # --- the policy for a request ---------------------------------------------------------------

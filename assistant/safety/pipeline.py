@@ -311,10 +311,16 @@ def upload_refused_record(*, actor, code: str, api_key=None) -> None:
     _refusal_record(actor, UPLOAD_REFUSED, api_key, ("upload", "*"), details)
 
 
-def url_refused_record(*, actor, api_key, url: str, code: str, status: int) -> None:
+def url_refused_record(
+    *, actor, api_key, url: str, code: str, status: int, refused_url: str | None = None
+) -> None:
     """Audit an image URL the fetcher refused (allowlist, SSRF checks, size, type...),
-    naming only the host it asked for."""
+    naming only the host asked for and, where a redirect led elsewhere, the host of the
+    hop that was refused."""
     details = {"reason": code[:40], "status": status, "host": url_host(url)}
+    hop_host = url_host(refused_url) if refused_url else ""
+    if hop_host and hop_host != details["host"]:
+        details["redirect_host"] = hop_host
     _refusal_record(actor, URL_REFUSED, api_key, ("image_url", "*"), details)
 
 

@@ -136,6 +136,33 @@ def test_refused_image_url_is_audited_with_reason_and_host_only(
     assert not Upload.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("target", "code", "hop_host"),
+    [
+        (f"https://evil.example.net/x.png?t={SECRET}", "domain_not_allowed", "evil.example.net"),
+        # The audit trail's own guard redacts IP addresses in details.
+        (f"https://10.0.0.5/x.png?t={SECRET}", "ip_literal_not_allowed", "[IP_ADDRESS]"),
+    ],
+    ids=["other-domain", "internal-address"],
+)
+def test_refused_redirect_hop_is_audited_with_both_hosts(
+    api, api_key, owner, fakeweb, settings, target, code, hop_host
+):
+    settings.IMAGE_URL_ALLOWED_DOMAINS = ["images.example.com"]
+    url = fakeweb.redirect(f"https://images.example.com/r?sig={SECRET}", target)
+    response = api.post(
+        "/v1/chat", {"image_url": url, "prompt": "What is this?"}, content_type="application/json"
+    )
+    assert response.status_code in (400, 403), response.content
+    assert response.json()["error"]["code"] == code
+
+    (event,) = events("safety.url_refused")
+    assert event.details["host"] == "images.example.com"
+    assert event.details["redirect_host"] == hop_host
+    trail = everything_audited()
+    assert SECRET not in trail and "x.png" not in trail
+
+
 def test_an_accepted_image_url_is_not_a_refusal(api, engine, fakeweb, settings):
     settings.IMAGE_URL_ALLOWED_DOMAINS = ["images.example.com"]
     url = fakeweb.serve("https://images.example.com/a.png", PNG)
