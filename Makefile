@@ -28,6 +28,7 @@ migrate: setup
 run: migrate
 	$(BIN)/python manage.py bootstrap_admin
 	$(BIN)/python manage.py collectstatic --noinput -v 0
+	$(BIN)/python manage.py prepare_lite_engine
 	@echo "Glimpse is starting on http://$(HOST):$(PORT)/ (Ctrl+C stops it)"
 	$(BIN)/daphne -b $(HOST) -p $(PORT) glimpse.asgi:application
 

@@ -93,15 +93,23 @@ class Phraser:
 
     # --- loading ---
 
+    def prepare(self) -> bool:
+        """Convert the GGUF into the cache folder unless that was done before; True when
+        it was converted now. Raises FileNotFoundError without the model package."""
+        with self._load_lock:
+            if (self.cache_dir / MARKER).exists():
+                return False
+            self._convert()
+            return True
+
     def load(self) -> None:
+        self.prepare()
         with self._load_lock:
             if self.model is not None:
                 return
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            if not (self.cache_dir / MARKER).exists():
-                self._convert()
             self.tokenizer = AutoTokenizer.from_pretrained(self.cache_dir)
             model = AutoModelForCausalLM.from_pretrained(self.cache_dir, dtype=torch.float32)
             model.eval()
