@@ -51,9 +51,13 @@ def summary(name: str, seconds: list[float]) -> str:
 
 
 def setup_data(clients: int):
+    import logging
+
     import django
 
     django.setup()
+    # The settings log at INFO; one line per REST request would bury the figures.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     from django.contrib.auth import get_user_model
     from django.test import Client
 
