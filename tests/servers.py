@@ -33,6 +33,7 @@ def base_env(**overrides: str) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="glimpse.settings",
         LITE_MODEL_CACHE=str(REPO / "data" / "models" / "smollm2"),
         RUN_STARTUP_TASKS="1",
+        REVIEW_SAMPLE_RATE="0",  # no random review items unless a test asks for them
     )
     env.update(overrides)
     return env
