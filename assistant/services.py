@@ -292,6 +292,8 @@ def generation_request_build(*, message_id: int) -> GenerationRequest | None:
     )
     history.reverse()
     newest_image = next((m for m in reversed(history) if m.upload_id), None)
+    if newest_image is not None:
+        newest_image.upload = _upload_for_model(newest_image.upload_id)
     turns = []
     for message in history:
         if message.role == Message.Role.ASSISTANT and message.status != Message.Status.DONE:
@@ -307,6 +309,15 @@ def generation_request_build(*, message_id: int) -> GenerationRequest | None:
         )
     sampling = SamplingParams(**{**answer.sampling, "stop": tuple(answer.sampling.get("stop", ()))})
     return GenerationRequest(request_id=str(answer.pk), turns=tuple(turns), sampling=sampling)
+
+
+def _upload_for_model(upload_id) -> Upload:
+    """The upload as it is once no swap of its model copy is under way: the unredacted
+    copy is replaced under this row lock (safety.upload_forget_unredacted), and a path read
+    in the middle of that would name a file about to be deleted. The answer is already
+    pending, so once the lock is ours no later swap will touch this copy."""
+    with transaction.atomic():
+        return Upload.objects.select_for_update().get(pk=upload_id)
 
 
 def message_generation_start(*, message_id: int, engine: str, model: str = "") -> bool:

@@ -242,7 +242,13 @@ def _upload_hash(upload) -> int:
     known = store.get(memo_key)
     if known is not None:
         return int(known, 16)
-    with Image.open(storage.path(upload.model_copy)) as image:
+    try:
+        image = Image.open(storage.path(upload.model_copy))
+    except FileNotFoundError:
+        # Its unredacted copy was swapped for the redacted one since the row was read.
+        upload = type(upload).objects.get(pk=upload.pk)
+        image = Image.open(storage.path(upload.model_copy))
+    with image:
         value = perceptual_hash(image)
     store.set(memo_key, format(value, "x"), settings.ANSWER_CACHE_TTL)
     return value

@@ -363,7 +363,10 @@ def url_host(url: str) -> str:
 
 def upload_forget_unredacted(*, upload_id) -> bool:
     """Replace an upload's unredacted model copy with one made from the redacted original,
-    unless an answer that uses it is still being written. True if it was replaced."""
+    unless an answer that uses it is still being written. True if it was replaced.
+
+    Holds the upload's row lock while it decides; `generation_request_build` takes the
+    same lock to read the path, so an answer never gets a path that is then deleted."""
     from audit.services import audit_record
 
     from .. import storage
@@ -387,11 +390,18 @@ def upload_forget_unredacted(*, upload_id) -> bool:
                 .filter(pk=upload_id, model_copy_unredacted=True)
                 .first()
             )
-            in_use = Message.objects.filter(
-                role=Message.Role.ASSISTANT,
-                status__in=[Message.Status.PENDING, Message.Status.STREAMING],
-                reply_to__upload_id=upload_id,
-            ).exists()
+            # In use: an answer still being written in any conversation that shows this
+            # screenshot, not only one replying to the question that carried it: a
+            # follow-up question sends the conversation's newest screenshot again.
+            in_use = (
+                Message.objects.filter(
+                    role=Message.Role.ASSISTANT,
+                    status__in=[Message.Status.PENDING, Message.Status.STREAMING],
+                    conversation__messages__upload_id=upload_id,
+                )
+                .values("pk")
+                .exists()
+            )
             if upload is None or in_use:
                 storage.delete(new_path)
                 return False
@@ -421,13 +431,20 @@ def uploads_forget_stale_unredacted(*, limit: int = 50) -> int:
 
 
 def answer_settled(message_id: int) -> None:
-    """After an answer is final: its screenshot's unredacted pixels are no longer needed."""
+    """After an answer is final: its conversation's screenshots (the one it was asked
+    about, or an earlier one that a follow-up sent again) need their unredacted pixels no
+    longer, unless another answer is still using them."""
     from ..models import Message
 
-    upload_id = (
-        Message.objects.filter(pk=message_id).values_list("reply_to__upload_id", flat=True).first()
+    conversation_id = (
+        Message.objects.filter(pk=message_id).values_list("conversation_id", flat=True).first()
     )
-    if upload_id:
+    upload_ids = set(
+        Message.objects.filter(
+            conversation_id=conversation_id, upload__model_copy_unredacted=True
+        ).values_list("upload_id", flat=True)
+    )
+    for upload_id in upload_ids:
         upload_forget_unredacted(upload_id=upload_id)
     uploads_forget_stale_unredacted(limit=5)
 

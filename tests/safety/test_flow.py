@@ -5,7 +5,10 @@ moderation and redaction can be driven on purpose."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,6 +38,10 @@ class ScriptedEngine:
         self.scripts: dict[str, list] = {}
         self.requests = []
         self.aborted: set[str] = set()
+        # Questions containing a key wait for its event before answering; what the
+        # image turn's file held when the answer went on is recorded per request.
+        self.holds: dict[str, threading.Event] = {}
+        self.image_readable: dict[str, bool] = {}
 
     def load(self) -> None:
         pass
@@ -48,6 +55,12 @@ class ScriptedEngine:
     def generate(self, request):
         self.requests.append(request)
         question = request.turns[-1].text
+        for key, event in self.holds.items():
+            if key in question:
+                event.wait(timeout=30)
+        image_paths = [t.image_path for t in request.turns if t.image_path]
+        if image_paths:
+            self.image_readable[request.request_id] = Path(image_paths[-1]).is_file()
         script = next((s for key, s in self.scripts.items() if key in question), ["Fine."])
         produced = 0
         for item in script:
@@ -275,6 +288,48 @@ async def test_unredacted_model_copy_lives_only_until_the_answer_is_final(
             action="upload.unredacted_removed", object_id=str(upload.pk)
         ).exists
     )
+
+
+async def test_a_follow_up_question_keeps_the_screenshot_it_was_given(
+    owner, engine, media_root, settings
+):
+    """A follow-up without a new screenshot sends the conversation's screenshot again; the
+    unredacted copy must not be swapped and deleted under it (it used to be: only answers
+    to the question carrying the upload counted as using it)."""
+    image, _ = shots.profile_screenshot()
+    settings.KEEP_UNREDACTED_IMAGES = True  # the first answer leaves the copy in place
+    response = await run_sync(post_upload, owner, shots.png(image))
+    upload_id = response.json()["id"]
+    conversation = await new_conversation(owner)
+    _, events = await ask(owner, conversation, "What is on this page?", upload_id)
+    assert events[-1]["type"] == "done"
+    unredacted = media_root / (await run_sync(Upload.objects.get, pk=upload_id)).model_copy
+
+    settings.KEEP_UNREDACTED_IMAGES = False
+    settings.UNREDACTED_IMAGE_TTL = 0  # the sweep would take any copy not in use
+    engine.holds["follow-up"] = threading.Event()
+    follow_up = asyncio.create_task(ask(owner, conversation, "And the follow-up?"))
+    deadline = time.monotonic() + 20
+    while len(engine.requests) < 2:
+        assert time.monotonic() < deadline, "the follow-up never reached the engine"
+        await asyncio.sleep(0.05)
+    assert engine.requests[-1].turns[0].image_path == str(unredacted)
+
+    await run_sync(call_command, "safety_sweep")  # while the follow-up is being answered
+    assert (await run_sync(Upload.objects.get, pk=upload_id)).model_copy_unredacted
+    assert unredacted.is_file()
+    settings.UNREDACTED_IMAGE_TTL = 3600  # from here on, only the answer's end removes it
+
+    engine.holds["follow-up"].set()
+    _, events = await follow_up
+    assert events[-1]["type"] == "done", events[-1]
+    assert engine.image_readable[engine.requests[-1].request_id]
+    # Once the follow-up is final, its screenshot's unredacted pixels go.
+    deadline = time.monotonic() + 10
+    while (await run_sync(Upload.objects.get, pk=upload_id)).model_copy_unredacted:
+        assert time.monotonic() < deadline, "the unredacted copy outlived the follow-up"
+        await asyncio.sleep(0.1)
+    assert not unredacted.exists()
 
 
 def test_keep_setting_and_the_sweep_for_never_asked_uploads(owner, settings, media_root):
