@@ -1,6 +1,6 @@
 """The Redis channel layer, tuned for many streaming sockets per process.
 
-Three changes to channels_redis' RedisChannelLayer, measured with bench/load_platform.py
+Four changes to channels_redis' RedisChannelLayer, measured with bench/load_platform.py
 (500 websockets streaming on one daphne process):
 
 - Receiving in batches. A process receives every message for its sockets through one
@@ -13,6 +13,10 @@ Three changes to channels_redis' RedisChannelLayer, measured with bench/load_pla
   misses one sees the gap in the sequence numbers and reads the stored answer.
 - Sending to a group in two pipelined round trips (members; then expiry cleanup and the
   delivery script) instead of four, the same commands in the same order.
+- Sending many events at once (`group_send_many`): a worker streaming hundreds of answers
+  publishes through one loop, which sends what queued up meanwhile in two round trips per
+  batch, not two per event; one worker process then carried 500 streams without its
+  chunks queueing behind each other (inference/events.py).
 - A connection pool that waits instead of failing. redis-py 8 pools hold at most 100
   connections and raise "Too many connections" at the 101st concurrent operation, so 500
   sockets opening at once (each joining its conversation's group) failed by the hundred.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict, deque
+from typing import Any
 
 from channels_redis.core import RedisChannelLayer
 from django.conf import settings
@@ -52,6 +57,7 @@ class StreamingRedisChannelLayer(RedisChannelLayer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._received: defaultdict[str, deque] = defaultdict(deque)
+        self._last_score = 0.0  # group_send_many's newest delivery score
 
     def create_pool(self, index):
         host = dict(self.hosts[index])
@@ -113,3 +119,43 @@ class StreamingRedisChannelLayer(RedisChannelLayer):
                     len(channel_names),
                     group,
                 )
+
+    async def group_send_many(self, items: list[tuple[str, dict]]) -> None:
+        """Send each (group, message) in order, in two round trips per Redis host: the
+        groups' members, then every delivery. Messages to one channel keep their order:
+        each gets its own score, above the one before (also across batches)."""
+        now = time.time()
+        members: dict[str, list[str]] = {}
+        lookups: defaultdict[int, list[str]] = defaultdict(list)
+        for group, _message in items:
+            assert self.require_valid_group_name(group), "Group name not valid"
+            if group not in members:
+                members[group] = []
+                lookups[self.consistent_hash(group)].append(group)
+        for index, groups in lookups.items():
+            pipe = self.connection(index).pipeline(transaction=False)
+            for group in groups:
+                key = self._group_key(group)
+                pipe.zremrangebyscore(key, min=0, max=int(now) - self.group_expiry)
+                pipe.zrange(key, 0, -1)
+            replies = await pipe.execute()
+            for group, names in zip(groups, replies[1::2], strict=True):
+                members[group] = [name.decode("utf8") for name in names]
+        deliveries: dict[int, Any] = {}
+        for group, message in items:
+            if not members[group]:
+                continue
+            score = self._last_score = max(now, self._last_score + 1e-6)
+            by_connection, messages, capacities = self._map_channel_keys_to_connection(
+                members[group], message
+            )
+            for index, keys in by_connection.items():
+                pipe = deliveries.get(index)
+                if pipe is None:
+                    pipe = deliveries[index] = self.connection(index).pipeline(transaction=False)
+                for channel_key in keys:
+                    pipe.zremrangebyscore(channel_key, min=0, max=int(now) - int(self.expiry))
+                args = [messages[k] for k in keys] + [capacities[k] for k in keys]
+                pipe.eval(GROUP_SEND_SCRIPT, len(keys), *keys, *args, score, self.expiry)
+        for pipe in deliveries.values():
+            await pipe.execute()
