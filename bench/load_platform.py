@@ -114,8 +114,10 @@ async def stream_client(url, cookie, conversation_id, results, start_gate, stop_
                     results["ttft"].append(now - sent)
                     first = False
                 chunks += 1
-                if stop_after and chunks >= stop_after:
-                    return  # the answer goes on without us
+                if stop_after and chunks == stop_after:
+                    # Seen enough: stop the answer, so that the next question meets an
+                    # idle platform and not this answer still streaming behind it.
+                    await sock.send(json.dumps({"type": "stop", "message_id": event["message_id"]}))
             elif event["type"] in {"done", "error"} and "seq" in event:
                 results[event["type"]] += 1
                 return
@@ -141,7 +143,8 @@ def new_results(conversations, ask_rate: float) -> dict:
 
 
 async def idle_ttft_phase(url, cookie, conversations):
-    """One question at a time on an idle platform: the overhead a single user sees."""
+    """One question at a time on an idle platform: the overhead a single user sees. Each
+    answer is stopped after a few chunks and has ended before the next question."""
     results = new_results(conversations, 1.0)
     for conversation in conversations:
         results["index"] = {conversation: 0}
