@@ -138,6 +138,22 @@ class _Window:
         return self.text[r] == "\n"
 
 
+def _next_unescaped(pattern: re.Pattern, text: str, p: int, end: int) -> int | None:
+    """Index of the next match of `pattern` (a set of single characters that includes the
+    backslash) at or after p that no backslash escapes, or None when the window ends
+    first: no match before `end`, or a backslash as its last character."""
+    while True:
+        m = pattern.search(text, p, end)
+        if m is None:
+            return None
+        q = m.start()
+        if text[q] != "\\":
+            return q
+        if q + 1 >= end:
+            return None
+        p = q + 2
+
+
 def _bracket_end(text: str, j: int, final: bool, *, nested: bool):
     """text[j] == '['. Index of its matching ']' (backslash escapes count), or MORE, or
     FAIL (a blank line first: the paragraph ends). A link label (`nested`) may hold
@@ -147,16 +163,10 @@ def _bracket_end(text: str, j: int, final: bool, *, nested: bool):
     too_long = LONG if nested else FAIL
     depth, i = 0, j
     while True:
-        m = _LABEL_SPECIAL.search(text, i, w.end)
-        if m is None:
+        k = _next_unescaped(_LABEL_SPECIAL, text, i, w.end)
+        if k is None:
             return w.ran_out(when_full=too_long)
-        k = m.start()
         c = text[k]
-        if c == "\\":
-            if k + 1 >= w.end:
-                return w.ran_out(when_full=too_long)
-            i = k + 2
-            continue
         if c == "[":
             if k != j and not nested:
                 return FAIL
@@ -204,16 +214,10 @@ def _inline_tail(text: str, k: int, start: int, final: bool):
     if text[i] == "<":
         p = i + 1
         while True:
-            m = _ANGLE_DEST_SPECIAL.search(text, p, w.end)
-            if m is None:
+            q = _next_unescaped(_ANGLE_DEST_SPECIAL, text, p, w.end)
+            if q is None:
                 return ran_out
-            q = m.start()
             c = text[q]
-            if c == "\\":
-                if q + 1 >= w.end:
-                    return ran_out
-                p = q + 2
-                continue
             if c != ">":
                 return FAIL
             dest, i = text[i + 1 : q], q + 1
@@ -221,16 +225,10 @@ def _inline_tail(text: str, k: int, start: int, final: bool):
     else:
         p, depth = i, 0
         while True:
-            m = _RAW_DEST_SPECIAL.search(text, p, w.end)
-            if m is None:
+            q = _next_unescaped(_RAW_DEST_SPECIAL, text, p, w.end)
+            if q is None:
                 return ran_out
-            q = m.start()
             c = text[q]
-            if c == "\\":
-                if q + 1 >= w.end:
-                    return ran_out
-                p = q + 2
-                continue
             if c == "(":
                 depth += 1
                 if depth > MAX_NESTING:
@@ -254,16 +252,10 @@ def _inline_tail(text: str, k: int, start: int, final: bool):
         return FAIL
     p = i + 1
     while True:
-        m = _TITLE_SPECIAL[opener].search(text, p, w.end)
-        if m is None:
+        q = _next_unescaped(_TITLE_SPECIAL[opener], text, p, w.end)
+        if q is None:
             return ran_out
-        q = m.start()
         c = text[q]
-        if c == "\\":
-            if q + 1 >= w.end:
-                return ran_out
-            p = q + 2
-            continue
         if c == "\n":
             blank = w.blank_line_at(q)
             if blank is None:
