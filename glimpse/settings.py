@@ -74,7 +74,7 @@ MIDDLEWARE = [
     # /v1/ and /api/: body size limit, and Django's own errors as JSON (glimpse/api_errors.py).
     "glimpse.api_errors.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "glimpse.static_files.StaticFilesMiddleware",  # WhiteNoise, async-capable
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
 from django.core.signals import got_request_exception
@@ -30,16 +31,41 @@ try again in a minute.</p></body></html>
 """
 
 
-class RequestMetricsMiddleware:
-    """Counts every response by route pattern (never the raw path: ids would explode the
-    number of series) and times it."""
+class _BothModes:
+    """A middleware that runs in whichever mode the chain below it runs. One sync-only
+    middleware would make Django run the whole chain in a thread and call the async API
+    views back through async_to_sync: two thread switches on every request."""
+
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+
+class RequestMetricsMiddleware(_BothModes):
+    """Counts every response by route pattern (never the raw path: ids would explode the
+    number of series) and times it."""
 
     def __call__(self, request):
+        if self.is_async:
+            return self._acall(request)
         started = time.perf_counter()
         response = self.get_response(request)
+        self._count(request, response, started)
+        return response
+
+    async def _acall(self, request):
+        started = time.perf_counter()
+        response = await self.get_response(request)
+        self._count(request, response, started)
+        return response
+
+    @staticmethod
+    def _count(request, response, started: float) -> None:
         match = getattr(request, "resolver_match", None)
         route = match.route if match is not None and match.route else "unmatched"
         metrics.http_response(
@@ -48,7 +74,6 @@ class RequestMetricsMiddleware:
             status=response.status_code,
             seconds=time.perf_counter() - started,
         )
-        return response
 
 
 _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
@@ -77,16 +102,21 @@ def database_unavailable_response(request):
     return response
 
 
-class DatabaseUnavailableMiddleware:
+class DatabaseUnavailableMiddleware(_BothModes):
     """PostgreSQL unreachable: a 503 with Retry-After (JSON for scripts and the API, a
     short page for browsers) instead of a 500. Writes happen in transactions, so a
     request that failed here left no half-written rows."""
 
-    def __init__(self, get_response):
-        self.get_response = get_response
-
     def __call__(self, request):
-        response = self.get_response(request)
+        if self.is_async:
+            return self._acall(request)
+        return self._checked(request, self.get_response(request))
+
+    async def _acall(self, request):
+        return self._checked(request, await self.get_response(request))
+
+    @staticmethod
+    def _checked(request, response):
         if response.status_code == 500 and getattr(request, _FLAG, False):
             logger.error("database unavailable while serving %s", request.path)
             return database_unavailable_response(request)
@@ -105,6 +135,10 @@ class StartWatchdogMiddleware:
     Middleware is instantiated when the ASGI handler is built, which happens in server
     processes (daphne) and not in workers or management commands: the right place to
     start a per-process background thread."""
+
+    # Either mode: it leaves the chain, and must not make Django adapt the chain for it.
+    sync_capable = True
+    async_capable = True
 
     def __init__(self, get_response):
         if (
