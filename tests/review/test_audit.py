@@ -6,16 +6,18 @@ import os
 import subprocess
 import sys
 import threading
+from contextlib import nullcontext
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import ApiKey
 from assistant.models import Conversation
 from audit.guard import AuditDetailError
 from audit.models import AuditEvent, AuditImmutableError
-from audit.services import audit_record
+from audit.services import audit_batch, audit_record
 
 from ..servers import REPO
 
@@ -223,12 +225,13 @@ def test_details_are_redacted_and_free_text_refused(owner):
 )
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_append_one_after_another(owner):
+    """Single records and batches (the busy paths) from four connections at once."""
     errors = []
 
     def writer(n):
         try:
             for i in range(8):
-                with transaction.atomic():
+                with transaction.atomic(), audit_batch() if n % 2 else nullcontext():
                     audit_record(
                         actor=owner, action="test.concurrent", obj=owner, details={"n": n, "i": i}
                     )
@@ -246,6 +249,10 @@ def test_concurrent_writers_append_one_after_another(owner):
     seqs = list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True))
     assert seqs == list(range(1, len(seqs) + 1))
     assert AuditEvent.objects.filter(action="test.concurrent").count() == 32
+    # A batch writer's events keep the order they were recorded in.
+    for n in (1, 3):
+        order = AuditEvent.objects.filter(details__n=n).order_by("seq")
+        assert [e.details["i"] for e in order] == list(range(8))
 
     # The real command, as an operator runs it: exit code 0, then 1 after tampering.
     env = {
@@ -260,6 +267,34 @@ def test_concurrent_writers_append_one_after_another(owner):
     broken = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert broken.returncode == 1
     assert "BROKEN at event #5 " in broken.stderr
+
+
+def test_a_batch_writes_its_events_together_and_nothing_on_failure(owner):
+    with transaction.atomic():
+        audit_record(actor=owner, action="test.before", obj=owner)
+    with CaptureQueriesContext(connection) as queries, transaction.atomic(), audit_batch():
+        for i in range(3):
+            audit_record(actor=owner, action="test.batch", obj=owner, details={"i": i})
+        with audit_batch():  # nested: the outer block writes
+            audit_record(actor=owner, action="test.batch", obj=owner, details={"i": 3})
+        assert not AuditEvent.objects.filter(action="test.batch").exists()  # not yet
+    audit_statements = [q["sql"] for q in queries.captured_queries if "audit_" in q["sql"]]
+    # The head lock, one INSERT of the four events, the head update (and the check above).
+    assert len(audit_statements) == 4, audit_statements
+    events = list(AuditEvent.objects.order_by("seq"))
+    assert [e.action for e in events] == ["test.before"] + ["test.batch"] * 4
+    assert [e.details.get("i") for e in events[1:]] == [0, 1, 2, 3]
+    assert [e.seq for e in events] == list(range(events[0].seq, events[0].seq + 5))
+    assert all(e.prev_hash == before.hash for before, e in zip(events, events[1:], strict=False))
+
+    with pytest.raises(RuntimeError), transaction.atomic(), audit_batch():
+        audit_record(actor=owner, action="test.failed", obj=owner)
+        raise RuntimeError("the change failed")
+    assert not AuditEvent.objects.filter(action="test.failed").exists()
+    with transaction.atomic():
+        audit_record(actor=owner, action="test.after", obj=owner)  # no batch left open
+    assert AuditEvent.objects.order_by("-seq").first().action == "test.after"
+    assert verify()[0]
 
 
 def test_admin_search_filter_and_no_edits(admin_client, owner_client, reviewer_client):
