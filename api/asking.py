@@ -1,19 +1,22 @@
 """The steps shared by POST /v1/chat and /v1/chat/completions.
 
-1. prepare (pool thread): settle finished answers, check the daily quotas, turn the image
-   reference into an Upload, find or create the conversation;
-2. join the conversation's event group (event loop);
-3. start (pool thread): ask through assistant.services.message_ask under the key's
-   concurrency cap;
-4. the view waits for the events and answers or streams.
+1. open (one pool-thread hop): settle finished answers, check the daily quotas, turn
+   the image reference into an Upload, then in one transaction create the conversation
+   (unless the request continues one), the question, the answer and its ledger row
+   (api.services.api_ask);
+2. unless the answer is final already (the answer cache): join the conversation's event
+   group, then hand the answer to the engine. The order matters: joined before the
+   hand-off, the listener cannot miss an event;
+3. the view waits for the events and answers or streams.
 
-If step 3 refuses, whatever step 1 created for this request is removed again, so a
-refused request leaves no half-written rows.
+If step 1 refuses, the upload it created for this request is removed again and the
+transaction wrote nothing, so a refused request leaves no half-written rows.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -24,19 +27,14 @@ from assistant.errors import ServiceError
 from assistant.models import Conversation, Message, Upload
 from assistant.safety.pipeline import upload_refused_record
 from assistant.selectors import conversation_access
+from assistant.services import AskStarted
 from inference.types import SamplingParams
 
 from .answers import AnswerListener, error_from_event, in_worker_thread
 from .errors import ApiError
-from .images import image_source
+from .images import UPLOAD_SCHEME, image_source
 from .limits import quota_check
-from .services import (
-    SeedTurn,
-    api_answer_start,
-    api_conversation_create,
-    api_exchanges_settle,
-    upload_delete,
-)
+from .services import SeedTurn, api_ask, api_exchanges_settle, upload_delete
 
 
 @dataclass
@@ -60,15 +58,14 @@ class Asked:
     conversation: Conversation
     answer: Message
     upload: Upload | None
-    listener: AnswerListener
+    listener: AnswerListener | None  # None: the answer was final when it was asked
 
 
 @dataclass
-class _Prepared:
+class _Opened:
     conversation: Conversation
     upload: Upload | None
-    new_conversation: bool = False
-    new_upload: bool = False
+    started: AskStarted
 
 
 def service_error(exc: ServiceError) -> ApiError:
@@ -78,14 +75,19 @@ def service_error(exc: ServiceError) -> ApiError:
 
 
 @in_worker_thread
-def _prepare(question: Question) -> _Prepared:
+def _open(question: Question) -> _Opened:
     api_key = question.api_key
     user = api_key.user
     api_exchanges_settle(user=user)
-    quota_check(api_key=api_key)
+    reference = question.image_reference
+    if reference and not reference.startswith(UPLOAD_SCHEME):
+        # New image bytes are fetched and stored before the answer starts: a caller over
+        # quota is refused first. (api_ask checks the quota again under the key's lock,
+        # for every request.)
+        quota_check(api_key=api_key)
     upload, new_upload = None, False
-    if question.image_reference:
-        source = image_source(question.image_reference, api_key=api_key)
+    if reference:
+        source = image_source(reference, api_key=api_key)
         if source.upload is not None:
             upload = source.upload
         else:
@@ -97,6 +99,7 @@ def _prepare(question: Question) -> _Prepared:
                 raise
             new_upload = True
     try:
+        conversation = None
         if question.conversation_id is not None:
             try:
                 conversation = conversation_access(
@@ -107,7 +110,6 @@ def _prepare(question: Question) -> _Prepared:
                     404, f"No such conversation: {question.conversation_id}.",
                     "conversation_not_found",
                 ) from None  # fmt: skip
-            return _Prepared(conversation, upload, new_upload=new_upload)
         turns = [
             SeedTurn(
                 role=role,
@@ -116,43 +118,29 @@ def _prepare(question: Question) -> _Prepared:
             )
             for index, (role, text) in enumerate(question.history)
         ]
-        conversation = api_conversation_create(
-            api_key=api_key, endpoint=question.endpoint, turns=turns
+        conversation, started = api_ask(
+            api_key=api_key,
+            endpoint=question.endpoint,
+            text=question.text,
+            upload=upload if question.image_turn is None else None,
+            sampling=question.sampling,
+            conversation=conversation,
+            turns=turns if conversation is None else [],
         )
-        return _Prepared(conversation, upload, new_conversation=True, new_upload=new_upload)
     except Exception:
-        if new_upload:
+        if new_upload and Upload.objects.filter(pk=upload.pk).exists():
             upload_delete(upload=upload, acting_user=user)
         raise
+    return _Opened(conversation, upload, started)
 
 
 @in_worker_thread
-def _start(question: Question, prepared: _Prepared) -> Message:
-    try:
-        return api_answer_start(
-            api_key=question.api_key,
-            conversation=prepared.conversation,
-            text=question.text,
-            upload=prepared.upload if question.image_turn is None else None,
-            sampling=question.sampling,
-            endpoint=question.endpoint,
-        )
-    except Exception:
-        _undo(question, prepared)
-        raise
-
-
-def _undo(question: Question, prepared: _Prepared) -> None:
-    user = question.api_key.user
-    if prepared.new_conversation:
-        # Deletes a seeded turn's upload with it.
-        assistant_services.conversation_delete(conversation=prepared.conversation, acting_user=user)
-    if prepared.new_upload and Upload.objects.filter(pk=prepared.upload.pk).exists():
-        upload_delete(upload=prepared.upload, acting_user=user)
+def _hand_off(started: AskStarted) -> None:
+    started.hand_off()
 
 
 async def ask(question: Question) -> Asked:
-    """Steps 1 to 3. Raises ApiError; on success the caller must `listener.leave()`.
+    """Steps 1 and 2. Raises ApiError; on success the caller must `leave(asked)`.
 
     The steps run shielded: their database work happens on pool threads, which a
     cancellation (the client hung up) cannot stop halfway. If the client is gone, what was
@@ -167,35 +155,35 @@ async def ask(question: Question) -> Asked:
             asked = await steps
         except BaseException:
             raise asyncio.CancelledError from None
-        await asked.listener.leave()
+        await leave(asked)
         await stop_answer(asked.answer.pk, question.api_key.user)
         raise
 
 
 async def _ask(question: Question, client_gone: asyncio.Event) -> Asked:
     try:
-        prepared = await _prepare(question)
-        if client_gone.is_set():
-            await in_worker_thread(_undo)(question, prepared)
-            raise asyncio.CancelledError
-        listener = await AnswerListener(prepared.conversation.group_name).join()
-        try:
-            answer = await _start(question, prepared)
-        except BaseException:
-            await listener.leave()
-            raise
+        opened = await _open(question)
     except ServiceError as exc:
         raise service_error(exc) from None
-    return Asked(prepared.conversation, answer, prepared.upload, listener)
+    answer = opened.started.answer
+    listener = None
+    if not answer.is_final:
+        # The hand-off must happen whatever comes of the join or the client: an answer
+        # left unsubmitted would stay pending until the watchdog failed it.
+        try:
+            if not client_gone.is_set():
+                listener = await AnswerListener(opened.conversation.group_name).join()
+        finally:
+            await _hand_off(opened.started)
+    return Asked(opened.conversation, answer, opened.upload, listener)
 
 
 async def wait_for_answer(asked: Asked, user) -> tuple[dict, Message | None]:
     """(final event, stored answer) of a non-streaming request. Stops the answer when the
     wait ends early (timeout, client gone); raises ApiError when the answer failed."""
-    if asked.answer.status == Message.Status.DONE:
+    if asked.listener is None:
         # Answered from the answer cache while it was asked: nothing to wait for (its
         # events still go to the conversation's other listeners).
-        await asyncio.shield(asked.listener.leave())
         return cached_final_event(asked.answer), asked.answer
     final = None
     try:
@@ -209,10 +197,31 @@ async def wait_for_answer(asked: Asked, user) -> tuple[dict, Message | None]:
         await asyncio.shield(stop_answer(asked.answer.pk, user))
         raise
     finally:
-        await asyncio.shield(asked.listener.leave())
+        await asyncio.shield(leave(asked))
     if final["type"] == "error":
         raise error_from_event(final)
     return final, await finished_answer(asked.answer.pk, user)
+
+
+async def answer_events(asked: Asked, *, timeout: float) -> AsyncIterator[dict]:
+    """The answer's events as the engine sends them (see AnswerListener.events), or, for
+    an answer that was final when it was asked (the answer cache), the same events made
+    from the stored answer."""
+    if asked.listener is None:
+        answer = asked.answer
+        for box in answer.boxes or []:
+            yield {"type": "box", "message_id": answer.pk, "box": box}
+        if answer.text:
+            yield {"type": "token", "message_id": answer.pk, "text": answer.text}
+        yield cached_final_event(answer)
+        return
+    async for event in asked.listener.events(asked.answer.pk, timeout=timeout):
+        yield event
+
+
+async def leave(asked: Asked) -> None:
+    if asked.listener is not None:
+        await asked.listener.leave()
 
 
 def cached_final_event(answer: Message) -> dict:

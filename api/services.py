@@ -20,7 +20,8 @@ from assistant.safety.pipeline import (
     screen_prompt,
     screen_question,
 )
-from audit.services import audit_record
+from assistant.services import AskStarted
+from audit.services import audit_batch, audit_record
 from inference.types import SamplingParams
 
 from .limits import concurrency_check, quota_check
@@ -52,15 +53,31 @@ def api_key_configure(*, api_key: ApiKey, acting_user, allowed_image_domains: li
     return api_key
 
 
-def api_conversation_create(
-    *, api_key: ApiKey, endpoint: str, turns: list[SeedTurn] = ()
-) -> Conversation:
-    """A new conversation marked as the API's, optionally holding earlier turns that the
-    client sent (an OpenAI-style request carries its whole history each time)."""
+def api_ask(
+    *,
+    api_key: ApiKey,
+    endpoint: str,
+    text: str,
+    upload: Upload | None,
+    sampling: SamplingParams,
+    conversation: Conversation | None = None,
+    turns: list[SeedTurn] = (),
+) -> tuple[Conversation, AskStarted]:
+    """Ask through the chat service (same safety pipeline, audit and engine path as the
+    chat page) under the key's concurrency cap, and enter the answer in the ledger. With
+    no `conversation`, a new one marked as the API's, holding the earlier `turns` that
+    the client sent (an OpenAI-style request carries its whole history each time).
+
+    Everything is written in one transaction (the conversation, the question, the answer
+    and its ledger row commit together or not at all); the engine hand-off is left to
+    the caller, which makes it once it listens for the answer's events
+    (AskStarted.hand_off; an answer from the cache needs none)."""
     user = api_key.user
-    # The history is moderated like the question (before anything is written: a block
-    # leaves no rows); the question itself goes through message_ask as usual.
-    verdict = (
+    # Screened first, outside the transaction below: a block raises before anything is
+    # written, and its audit record must not be rolled back with that transaction. The
+    # history is moderated like the question. A block in a new conversation is recorded
+    # against the key: there is no conversation to name.
+    history_verdict = (
         screen_history(
             texts=[turn.text for turn in turns],
             uploads=[turn.upload for turn in turns],
@@ -70,57 +87,16 @@ def api_conversation_create(
         if turns
         else None
     )
-    with transaction.atomic():
-        conversation = assistant_services.conversation_create(owner=user)
-        ApiConversation.objects.create(
-            conversation=conversation, api_key=api_key, endpoint=endpoint
-        )
-        redactions = 0
-        for turn in turns:
-            # History is stored like any question: through the same PII screening.
-            screened = screen_prompt(turn.text)
-            redactions += sum(screened.redactions.values())
-            Message.objects.create(
-                conversation=conversation,
-                role=turn.role,
-                text=screened.text,
-                upload=turn.upload if turn.role == Message.Role.USER else None,
-                status=Message.Status.DONE,
-                engine=CLIENT_SUPPLIED_ENGINE if turn.role == Message.Role.ASSISTANT else "",
-            )
-        if turns:
-            audit_record(
-                actor=user,
-                action="conversation.seed",
-                obj=conversation,
-                details={"turns": len(turns), "redactions": redactions, "key": api_key.prefix},
-            )
-            history_screened_record(verdict=verdict, conversation=conversation, acting_user=user)
-    return conversation
-
-
-def api_answer_start(
-    *,
-    api_key: ApiKey,
-    conversation: Conversation,
-    text: str,
-    upload: Upload | None,
-    sampling: SamplingParams,
-    endpoint: str,
-) -> Message:
-    """Ask through the chat service (same safety pipeline, audit and engine path as the
-    chat page) under the key's concurrency cap, and enter the answer in the ledger."""
-    # Screened first, outside the transaction below: a blocked question raises, and its
-    # audit record must not be rolled back with that transaction.
     screened = screen_question(
-        conversation=conversation, acting_user=api_key.user, text=text, upload=upload
+        conversation=conversation if conversation is not None else api_key,
+        acting_user=user,
+        text=text,
+        upload=upload,
     )
-    with transaction.atomic():
+    with transaction.atomic(), audit_batch():
         # The key row lock makes "count running answers, then start one" atomic across
-        # processes; message_ask's engine hand-off runs on commit of this transaction.
-        # NO KEY UPDATE: rows that merely reference the key (a concurrent request's
-        # ApiConversation, inserted while it holds the audit chain lock) must not wait
-        # for it, or the two transactions deadlock.
+        # processes. NO KEY UPDATE: rows that merely reference the key (a concurrent
+        # request's ApiConversation) must not wait for it.
         ApiKey.objects.select_for_update(no_key=True).filter(pk=api_key.pk).first()
         # A running answer's ledger entry is unsettled; filtering on that first keeps the
         # count on the user's few recent rows (index user+settled), not the key's history.
@@ -134,17 +110,29 @@ def api_answer_start(
         # Again under the key's lock: requests racing past the early check (which spares
         # over-quota callers any writes) must not start more answers than the quota allows.
         quota_check(api_key=api_key)
-        answer = assistant_services.message_ask(
+        new_conversation = conversation is None
+        if new_conversation:
+            conversation = _conversation_create(
+                api_key=api_key,
+                endpoint=endpoint,
+                turns=turns,
+                history_verdict=history_verdict,
+                # The first question names the conversation, as in the chat page.
+                title="" if turns else screened.text[:80],
+            )
+        started = assistant_services.message_ask_start(
             conversation=conversation,
-            acting_user=api_key.user,
+            acting_user=user,
             text=text,
             upload=upload,
             sampling=sampling,
             screened=screened,
+            new_conversation=new_conversation and not turns,
         )
+        answer = started.answer
         # An answer from the answer cache is final already: its ledger entry is settled now.
         ApiExchange.objects.create(
-            user=api_key.user,
+            user=user,
             api_key=api_key,
             answer=answer,
             endpoint=endpoint,
@@ -152,7 +140,39 @@ def api_answer_start(
             prompt_tokens=answer.prompt_tokens if answer.is_final else 0,
             completion_tokens=answer.completion_tokens if answer.is_final else 0,
         )
-    return answer
+    return conversation, started
+
+
+def _conversation_create(
+    *, api_key: ApiKey, endpoint: str, turns: list[SeedTurn], history_verdict, title: str
+) -> Conversation:
+    user = api_key.user
+    conversation = assistant_services.conversation_create(owner=user, title=title)
+    ApiConversation.objects.create(conversation=conversation, api_key=api_key, endpoint=endpoint)
+    redactions = 0
+    for turn in turns:
+        # History is stored like any question: through the same PII screening.
+        screened = screen_prompt(turn.text)
+        redactions += sum(screened.redactions.values())
+        Message.objects.create(
+            conversation=conversation,
+            role=turn.role,
+            text=screened.text,
+            upload=turn.upload if turn.role == Message.Role.USER else None,
+            status=Message.Status.DONE,
+            engine=CLIENT_SUPPLIED_ENGINE if turn.role == Message.Role.ASSISTANT else "",
+        )
+    if turns:
+        audit_record(
+            actor=user,
+            action="conversation.seed",
+            obj=conversation,
+            details={"turns": len(turns), "redactions": redactions, "key": api_key.prefix},
+        )
+        history_screened_record(
+            verdict=history_verdict, conversation=conversation, acting_user=user
+        )
+    return conversation
 
 
 def api_exchanges_settle(*, user) -> int:

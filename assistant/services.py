@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import audit_record
+from audit.services import audit_batch, audit_record
 from inference import cache as answer_cache
 from inference import client as inference_client
 from inference.types import ChatTurn, GenerationRequest, SamplingParams
@@ -87,7 +87,8 @@ def _upload_delete_files_on_commit(uploads) -> None:
 # --- conversations -------------------------------------------------------------------------
 
 
-@transaction.atomic
+# No savepoint when nested: a caller's transaction (the API's) fails as a whole anyway.
+@transaction.atomic(savepoint=False)
 def conversation_create(*, owner, title: str = "") -> Conversation:
     conversation = Conversation.objects.create(owner=owner, title=title.strip()[:200])
     audit_record(actor=owner, action="conversation.create", obj=conversation)
@@ -128,6 +129,18 @@ def conversation_delete(*, conversation: Conversation, acting_user) -> None:
 # --- questions and answers ----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class AskStarted:
+    answer: Message
+    # Where the engine hand-off goes (inference.client routes); None when the answer is
+    # final already (served from the answer cache).
+    route: str | None
+
+    def hand_off(self) -> None:
+        if self.route is not None:
+            inference_client.submit(self.answer.pk, route=self.route)
+
+
 def message_ask(
     *,
     conversation: Conversation,
@@ -143,6 +156,33 @@ def message_ask(
     `screened`: the question already through `screen_question`, for callers that run
     this inside a transaction of their own (a block must be audited outside it, or the
     caller's rollback would take the audit record with it)."""
+    started = message_ask_start(
+        conversation=conversation,
+        acting_user=acting_user,
+        text=text,
+        upload=upload,
+        sampling=sampling,
+        screened=screened,
+    )
+    # Inside a caller's transaction this waits for its commit; outside, it runs now.
+    transaction.on_commit(started.hand_off)
+    return started.answer
+
+
+def message_ask_start(
+    *,
+    conversation: Conversation,
+    acting_user,
+    text: str,
+    upload: Upload | None = None,
+    sampling: SamplingParams | None = None,
+    screened: ScreenedQuestion | None = None,
+    new_conversation: bool = False,
+) -> AskStarted:
+    """message_ask without the engine hand-off, which the caller makes once the
+    transaction has committed and it listens for the events (AskStarted.hand_off).
+    `new_conversation`: the conversation was created in the caller's transaction, so
+    nobody else can be asking in it and it has no messages yet."""
     text = (text or "").strip()
     if not text:
         raise ServiceError("Type a question first.", code="empty_prompt")
@@ -165,7 +205,8 @@ def message_ask(
     # Before anything is written: the answer cache (a hit needs no engine), then
     # admission (a saturated engine refuses at once with Retry-After; docs/deploy.md).
     cache_key = cached = None
-    if answer_cache.enabled() and not conversation.messages.exists():
+    first_question = new_conversation or not conversation.messages.exists()
+    if answer_cache.enabled() and first_question:
         cache_key = answer_cache.key_for(
             user_id=acting_user.pk, question=screened.text, upload=upload, sampling=asdict(sampling)
         )
@@ -178,13 +219,15 @@ def message_ask(
             error.retry_after = exc.retry_after  # seconds, for a Retry-After header
             raise error from None
 
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False), audit_batch():
         # Lock the conversation so two tabs cannot both start an answer in it.
-        conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
-        busy = conversation.messages.filter(
-            role=Message.Role.ASSISTANT,
-            status__in=[Message.Status.PENDING, Message.Status.STREAMING],
-        ).exists()
+        busy = False
+        if not new_conversation:
+            conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+            busy = conversation.messages.filter(
+                role=Message.Role.ASSISTANT,
+                status__in=[Message.Status.PENDING, Message.Status.STREAMING],
+            ).exists()
         if busy:
             raise ServiceError(
                 "An answer is still being written. Wait for it or press Stop.",
@@ -208,7 +251,9 @@ def message_ask(
         )
         if not conversation.title:
             conversation.title = screened.text[:80]
-        conversation.save(update_fields=["title", "updated_at"])
+            conversation.save(update_fields=["title", "updated_at"])
+        elif not new_conversation:
+            conversation.save(update_fields=["updated_at"])
         audit_record(
             actor=acting_user,
             action="message.ask",
@@ -246,13 +291,12 @@ def message_ask(
                     },
                 )
             )
-            return answer
+            return AskStarted(answer, route=None)
         if cache_key is not None and route == inference_client.ROUTE_ENGINE:
             transaction.on_commit(
                 lambda: answer_cache.expect(answer.pk, cache_key, owner_id=acting_user.pk)
             )
-        transaction.on_commit(lambda: inference_client.submit(answer.pk, route=route))
-    return answer
+    return AskStarted(answer, route=route)
 
 
 def _cached_fields(cached) -> dict:

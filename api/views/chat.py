@@ -11,7 +11,16 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.response import Response
 
 from ..answers import error_from_event
-from ..asking import Question, ask, finished_answer, stop_answer, usage_of, wait_for_answer
+from ..asking import (
+    Question,
+    answer_events,
+    ask,
+    finished_answer,
+    leave,
+    stop_answer,
+    usage_of,
+    wait_for_answer,
+)
 from ..errors import ApiError
 from ..models import Endpoint
 from ..serializers import ChatAskSerializer, ChatResponseSerializer, ErrorSerializer
@@ -122,9 +131,7 @@ class ChatView(AsyncApiView):
                 },
                 event="accepted",
             )
-            async for event in asked.listener.events(
-                asked.answer.pk, timeout=settings.API_ANSWER_TIMEOUT
-            ):
+            async for event in answer_events(asked, timeout=settings.API_ANSWER_TIMEOUT):
                 kind = event["type"]
                 if kind == "idle":
                     yield KEEPALIVE
@@ -143,7 +150,7 @@ class ChatView(AsyncApiView):
         except ApiError as exc:  # timed out
             yield sse_event(exc.to_response_body(), event="error")
         finally:
-            await asyncio.shield(asked.listener.leave())
+            await asyncio.shield(leave(asked))
             if not finished:
                 # The client disconnected (or the wait timed out): free the engine slot.
                 await asyncio.shield(stop_answer(asked.answer.pk, user))

@@ -18,7 +18,16 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.response import Response
 
 from ..answers import error_from_event
-from ..asking import Question, ask, finished_answer, stop_answer, usage_of, wait_for_answer
+from ..asking import (
+    Question,
+    answer_events,
+    ask,
+    finished_answer,
+    leave,
+    stop_answer,
+    usage_of,
+    wait_for_answer,
+)
 from ..catalog import served_model_id
 from ..errors import ApiError
 from ..models import Endpoint
@@ -222,9 +231,7 @@ class ChatCompletionsView(AsyncApiView):
         finished = False
         try:
             yield chunk({"role": "assistant", "content": ""})
-            async for event in asked.listener.events(
-                asked.answer.pk, timeout=settings.API_ANSWER_TIMEOUT
-            ):
+            async for event in answer_events(asked, timeout=settings.API_ANSWER_TIMEOUT):
                 kind = event["type"]
                 if kind == "idle":
                     yield KEEPALIVE
@@ -243,6 +250,6 @@ class ChatCompletionsView(AsyncApiView):
         except ApiError as exc:  # timed out
             yield sse_event(exc.to_response_body())
         finally:
-            await asyncio.shield(asked.listener.leave())
+            await asyncio.shield(leave(asked))
             if not finished:
                 await asyncio.shield(stop_answer(asked.answer.pk, user))

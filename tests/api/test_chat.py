@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 
 import httpx
 import openai
@@ -278,3 +279,97 @@ async def test_an_answer_that_takes_too_long_is_stopped_with_504(asgi_http, orde
         await asyncio.sleep(0.1)
         answer = await stored(answer.pk)
     assert answer.status == "aborted"
+
+
+def _sse(text: str) -> list[tuple[str | None, str]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        name, data = None, []
+        for line in block.splitlines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+        if data:
+            events.append((name, "\n".join(data)))
+    return events
+
+
+async def test_a_cached_answer_is_stored_like_any_other_and_streams(
+    asgi_http, owner_key, orders_png, settings
+):
+    settings.ANSWER_CACHE = "user"
+    upload = await asgi_http.post(
+        "/v1/chat", json={"image_url": data_url(orders_png), "prompt": QUESTION}
+    )
+    assert upload.status_code == 200, upload.text
+    first = upload.json()
+    assert "(cached)" not in (await stored(first["message_id"])).engine
+    reference = f"glimpse://uploads/{first['image_id']}"
+
+    # The same question about the same screenshot: answered from the cache, and stored as
+    # a conversation of its own, with its question, answer, ledger row and audit records.
+    again = await asgi_http.post("/v1/chat", json={"image_url": reference, "prompt": QUESTION})
+    assert again.status_code == 200, again.text
+    body = again.json()
+    assert body["response"] == first["response"]
+    assert body["conversation_id"] != first["conversation_id"]
+    assert body["usage"] == first["usage"]
+    answer = await stored(body["message_id"])
+    assert answer.status == "done" and answer.engine.endswith("(cached)")
+    assert answer.conversation.title == QUESTION
+    question = await stored(answer.reply_to_id)
+    assert question.text == QUESTION and str(question.upload_id) == first["image_id"]
+    exchange = await db(ApiExchange.objects.get, answer=answer)
+    assert exchange.settled and exchange.completion_tokens == body["usage"]["completion_tokens"]
+    assert await db(ApiConversation.objects.filter(conversation_id=answer.conversation_id).exists)
+
+    def audited(action, object_type, object_id):
+        return AuditEvent.objects.get(
+            action=action, object_type=object_type, object_id=str(object_id)
+        ).details
+
+    assert await db(audited, "conversation.create", "conversation", answer.conversation_id) == {}
+    assert (await db(audited, "message.ask", "message", question.pk))["answer"] == answer.pk
+    assert (await db(audited, "message.answer", "message", answer.pk))["cached"] is True
+
+    # Streamed, a cached answer arrives as the same events as a generated one.
+    streamed = await asgi_http.post(
+        "/v1/chat", json={"image_url": reference, "prompt": QUESTION, "stream": True}
+    )
+    assert streamed.status_code == 200, streamed.text
+    events = _sse(streamed.text)
+    names = [name for name, _ in events]
+    assert names[0] == "accepted" and names[-1] == "done", names
+    assert (
+        "".join(json.loads(data)["text"] for name, data in events if name == "token")
+        == (first["response"])
+    )
+    done = json.loads(events[-1][1])
+    assert done["response"] == first["response"] and done["usage"] == first["usage"]
+
+    # And through the OpenAI-compatible endpoint, streamed too.
+    completion = await asgi_http.post(
+        "/v1/chat/completions",
+        json={
+            "model": "lite",
+            "stream": True,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": QUESTION},
+                        {"type": "image_url", "image_url": {"url": reference}},
+                    ],
+                }
+            ],
+        },
+    )
+    assert completion.status_code == 200, completion.text
+    data = [data for _, data in _sse(completion.text)]
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in data[:-1]]
+    assert (
+        "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == (first["response"])
+    )
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
