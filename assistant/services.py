@@ -321,17 +321,22 @@ def message_stop(*, message: Message, acting_user) -> None:
     inference_client.abort(message.pk)
 
 
-def generation_request_build(*, message_id: int) -> GenerationRequest | None:
-    """The engine request for an answer, or None when it is already final (a redelivered
-    task must not answer twice)."""
-    answer = (
-        Message.objects.select_related("conversation", "reply_to").filter(pk=message_id).first()
-    )
+@dataclass(frozen=True)
+class GenerationJob:
+    request: GenerationRequest
+    conversation_id: int
+    status: str  # the answer's status when the job was read
+
+
+def generation_request_build(*, message_id: int) -> GenerationJob | None:
+    """The engine request for an answer, with what the runner needs to know about the
+    answer, or None when it is already final (a redelivered task must not answer twice)."""
+    answer = Message.objects.filter(pk=message_id).first()
     if answer is None or answer.is_final:
         return None
     history = list(
-        answer.conversation.messages.select_related("upload")
-        .filter(pk__lt=answer.pk)
+        Message.objects.select_related("upload")
+        .filter(conversation_id=answer.conversation_id, pk__lt=answer.pk)
         .order_by("-id")[: HISTORY_TURNS * 2]
     )
     history.reverse()
@@ -352,7 +357,8 @@ def generation_request_build(*, message_id: int) -> GenerationRequest | None:
             )
         )
     sampling = SamplingParams(**{**answer.sampling, "stop": tuple(answer.sampling.get("stop", ()))})
-    return GenerationRequest(request_id=str(answer.pk), turns=tuple(turns), sampling=sampling)
+    request = GenerationRequest(request_id=str(answer.pk), turns=tuple(turns), sampling=sampling)
+    return GenerationJob(request, conversation_id=answer.conversation_id, status=answer.status)
 
 
 def _upload_for_model(upload_id) -> Upload:
