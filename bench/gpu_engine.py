@@ -11,9 +11,19 @@ What it does, in one process:
    joining mid-decode) equal the same requests run alone;
 3. a random-weight model of the exact GLM-4.6V-Flash shape (Glm4vConfig() defaults,
    partial_rotary_factor 0.5, bf16) built directly on the GPU, a 1024x768 screenshot and
-   about 50 prompt tokens, 128 answer tokens forced: single stream, 8 and 32 at once,
-   32 staggered; the plain transformers generate() baseline at batch 1;
+   about 50 prompt tokens, 128 answer tokens forced: one burst of 32 at once first
+   (reported as "first burst after start": the prefill group sizes it forms are new to
+   the process), then single stream, 8 and 32 at once, 32 staggered, 32 users back to
+   back; the plain transformers generate() baseline at batch 1;
 4. one table, each figure also as a fraction of its hardware floor.
+
+Flags for working on the engine (none of them changes the default runs): --trace records
+the scheduler's timeline of the 32-at-once runs (when requests arrive, each prefill
+group, the decode step period; under each run's "trace"); --ab measures, in this
+process, 32 at once without queueing decode steps ahead and with other limits on
+concurrent prompt preparation, and the Triton kernels' phase timings off and on;
+--sched-ab repeats 32 at once under several GIL switch intervals and preparation
+limits; --runs picks a subset of the runs.
 
 Random weights: the tokens are meaningless, only the shapes and the timing matter. The
 tokenizer is a small locally built one whose special-token ids are written into the
@@ -40,6 +50,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inference.types import ChatTurn, Done, GenerationRequest, SamplingParams  # noqa: E402
+from inference.vlm import kernels  # noqa: E402
 from inference.vlm.engine import VLMEngine  # noqa: E402
 from inference.vlm.loader import LoadedModel, make_processor  # noqa: E402
 from inference.vlm.tiny import GLM_SPECIALS, GLM_TEMPLATE, build_tiny_glm4v, build_tokenizer  # noqa: E402
@@ -259,9 +270,12 @@ def request(i: int, shot: str) -> GenerationRequest:
     )
 
 
-def run_load(engine: VLMEngine, reqs: list[GenerationRequest], gap_s: float = 0.0) -> dict:
+def run_load(
+    engine: VLMEngine, reqs: list[GenerationRequest], gap_s: float = 0.0, trace: bool = False
+) -> dict:
     """Submit requests (all at once, or one every gap_s) and time them."""
     start_index = len(engine.finished)
+    engine.trace = [] if trace else None
     errors: list[str] = []
 
     def one(r):
@@ -278,12 +292,18 @@ def run_load(engine: VLMEngine, reqs: list[GenerationRequest], gap_s: float = 0.
             time.sleep(gap_s)
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0
+    t_end = time.perf_counter()
+    wall = t_end - t0
     rows = list(engine.finished)[start_index:]
     ttft = [r[2] - r[1] for r in rows]
     tpot = [(r[3] - r[2]) / max(1, r[5] - 1) for r in rows]
     tokens = sum(r[5] for r in rows)
+    extra = {}
+    if trace:
+        extra["trace"] = trace_summary(engine.trace, t0, t_end)
+        engine.trace = None
     return {
+        **extra,
         "n": len(reqs),
         "errors": errors,
         "wall_s": wall,
@@ -382,7 +402,7 @@ def timed_ms(fn, repeat: int = 5) -> float:
     return statistics.median(times)
 
 
-def phases(engine: VLMEngine, shot: str, dry: bool) -> dict:
+def phases(engine: VLMEngine, shot: str, dry: bool, profile: bool = True) -> dict:
     """Where the time of one request goes, with the scheduler idle (slots are free)."""
     slots, prompts = engine.slots, engine.prompts
     req = request(500, shot)
@@ -419,7 +439,7 @@ def phases(engine: VLMEngine, shot: str, dry: bool) -> dict:
             out[f"raw_step_b{b}_ms"] = timed_ms(
                 lambda b=b: slots.decode([5] * b, [1200] * b, [1200] * b), repeat=20
             )
-        if not dry:
+        if not dry and profile:
             from torch.profiler import ProfilerActivity, profile
 
             with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
@@ -443,6 +463,93 @@ def phases(engine: VLMEngine, shot: str, dry: bool) -> dict:
     return out
 
 
+def trace_summary(trace: list[tuple[float, str, int]], t0: float, t_end: float) -> dict:
+    """Where the wall time of one run went, from the engine's trace (times in ms from the
+    first request's submission)."""
+    rel = [(1e3 * (t - t0), what, n) for t, what, n in trace]
+    submits = [t for t, what, _ in rel if what == "submit"]
+    starts = [(t, n) for t, what, n in rel if what == "prefill"]
+    ends = [t for t, what, _ in rel if what == "prefilled"]
+    collects = [t for t, what, _ in rel if what == "collect"]
+    launches = [t for t, what, _ in rel if what == "launch"]
+    groups = [
+        {"start_ms": round(a, 1), "ms": round(b - a, 1), "n": n}
+        for (a, n), b in zip(starts, ends, strict=False)
+    ]
+    # Decode step periods: between consecutive collects with no prefill in between.
+    periods = []
+    for a, b in zip(collects, collects[1:], strict=False):
+        if not any(a < g["start_ms"] < b for g in groups):
+            periods.append(b - a)
+    prefill_ms = sum(g["ms"] for g in groups)
+    return {
+        "first_submit_ms": round(min(submits), 1) if submits else None,
+        "last_submit_ms": round(max(submits), 1) if submits else None,
+        "groups": groups,
+        "prefill_total_ms": round(prefill_ms, 1),
+        "first_launch_ms": round(launches[0], 1) if launches else None,
+        "last_collect_ms": round(collects[-1], 1) if collects else None,
+        "end_ms": round(1e3 * (t_end - t0), 1),
+        "steps": len(collects),
+        "step_period_ms_p50": round(statistics.median(periods), 3) if periods else None,
+        "step_period_ms_p90": round(float(np.percentile(periods, 90)), 3) if periods else None,
+        "steps_between_groups": len(collects) - len(periods),
+    }
+
+
+def sched_ab(engine: VLMEngine, shots: list[str]) -> dict:
+    """32 at once under each (GIL switch interval, concurrent preparations), interleaved so
+    drift hits every configuration alike."""
+    configs = [("5ms_prep1", 0.005, 1), ("20ms_prep1", 0.02, 1), ("5ms_prep2", 0.005, 2)]
+    configs += [("5ms_prep4", 0.005, 4)]
+    out: dict = {name: [] for name, _, _ in configs}
+    interval = sys.getswitchinterval()
+    semaphore = engine._preparing
+    first = 0
+    for rep in range(3):
+        for name, switch, prep in configs:
+            if rep == 2 and name == "5ms_prep4":
+                continue
+            sys.setswitchinterval(switch)
+            engine._preparing = threading.BoundedSemaphore(prep)
+            reqs = [request(2000 + first + i, shots[first + i]) for i in range(32)]
+            first += 32
+            r = run_load(engine, reqs, trace=True)
+            out[name].append(
+                {
+                    "out_tok_s": round(r["out_tok_s"], 1),
+                    "ttft_p95_ms": round(r["ttft_p95_ms"]),
+                    "prefill_ms": r["trace"]["prefill_total_ms"],
+                    "last_submit_ms": r["trace"]["last_submit_ms"],
+                    "groups": [(g["n"], g["ms"]) for g in r["trace"]["groups"]],
+                }
+            )
+    sys.setswitchinterval(interval)
+    engine._preparing = semaphore
+    return out
+
+
+def set_kernels(engine: VLMEngine, on: bool) -> None:
+    """Switch the Triton kernels; graphs captured before keep theirs, so drop them."""
+    for name in kernels.ENABLED:
+        kernels.ENABLED[name] = on
+    engine.slots.graphs.clear()
+    engine.slots.prefill_graphs.clear()
+
+
+def kernel_ab(engine: VLMEngine, shot: str) -> dict:
+    """Prefill, vision and decode-step times with the Triton kernels off, then on."""
+    out = {}
+    for on in (False, True):
+        set_kernels(engine, on)
+        engine.slots.warmup(batches=(1, 32), spans=(1536,))
+        ph = phases(engine, shot, dry=False, profile=False)
+        out["on" if on else "off"] = {
+            k: ph[k] for k in ("vision_ms", "prefill_ms", "raw_step_b1_ms", "raw_step_b32_ms")
+        }
+    return out
+
+
 def sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -458,6 +565,20 @@ def main() -> None:
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
     parser.add_argument("--max-seq-len", type=int, default=8192)
     parser.add_argument("--dry-run", action="store_true", help="small model on the CPU")
+    parser.add_argument("--trace", action="store_true", help="timeline of the c32 run")
+    parser.add_argument(
+        "--ab", action="store_true", help="also measure with the kernels / queueing ahead off"
+    )
+    parser.add_argument(
+        "--sched-ab",
+        action="store_true",
+        help="32 at once, repeated, under several GIL switch intervals and prepare limits",
+    )
+    parser.add_argument(
+        "--runs",
+        default="c1,c1_cached_image,c8,c32,c32_staggered,c32_sustained,hf",
+        help="comma-separated subset of the runs",
+    )
     parser.add_argument(
         "--prefill-batches",
         type=int,
@@ -511,7 +632,8 @@ def main() -> None:
     text_params = weight_bytes // 2
     # Every timed request asks about a screenshot not seen before (the vision encoder runs),
     # except the one run that measures a follow-up about the same screenshot.
-    shots = [screenshot(tmp / f"shot{i}.png", i) for i in range(80 + 96 + 32 * 2)]
+    shots = [screenshot(tmp / f"shot{i}.png", i) for i in range(80 + 96 + 32 * (6 + 11))]
+    runs = set(args.runs.split(","))
 
     engine = VLMEngine("bench", max_batch=32, max_seq_len=args.max_seq_len, ignore_eos=True)
     t0 = time.perf_counter()
@@ -533,29 +655,75 @@ def main() -> None:
     log(f"captured {len(engine.slots.graphs)} decode graphs in {time.perf_counter() - t0:.1f} s")
     run_load(engine, [request(1000, shots[79])])  # warm prefill kernels and caches
     run_load(engine, [request(1001 + i, shots[76 + i]) for i in range(3)])  # batched prefill
+    # One burst of 32 before the timed runs: the prefill groups it forms (sizes up to 8)
+    # meet their shapes for the first time here (allocator growth, per-shape library
+    # set-up), as a running server has long done. Timed too, reported on its own.
+    first_burst = run_load(
+        engine, [request(3000 + i, shots[336 + i]) for i in range(32)], trace=args.trace
+    )
+    log("c32, first burst after start", first_burst)
     report["phases"] = ph = phases(engine, shots[78], dry)
     for key, value in ph.items():
         log(f"{key}: {value:.1f}" if isinstance(value, float) else f"{key}:\n{value}")
     if not dry:
         torch.cuda.reset_peak_memory_stats()
 
-    results = {}
-    results["c1"] = min(
-        (run_load(engine, [request(i, shots[i])]) for i in range(3)), key=lambda r: r["wall_s"]
-    )
-    log("c1", results["c1"])
-    results["c1_cached_image"] = run_load(engine, [request(100, shots[0])])
-    log("c1 cached image", results["c1_cached_image"])
-    results["c8"] = run_load(engine, [request(10 + i, shots[3 + i]) for i in range(8)])
-    log("c8", results["c8"])
-    results["c32"] = run_load(engine, [request(20 + i, shots[11 + i]) for i in range(32)])
-    log("c32", results["c32"])
-    results["c32_staggered"] = run_load(
-        engine, [request(60 + i, shots[43 + i]) for i in range(32)], gap_s=0.1
-    )
-    log("c32 staggered (one every 100 ms)", results["c32_staggered"])
-    results["c32_sustained"] = run_sustained(engine, shots[80:176], 32, 3, 200)
-    log("c32 sustained (32 users, 3 questions each)", results["c32_sustained"])
+    results = {"c32_first_burst": first_burst}
+    if "c1" in runs:
+        results["c1"] = min(
+            (run_load(engine, [request(i, shots[i])]) for i in range(3)),
+            key=lambda r: r["wall_s"],
+        )
+        log("c1", results["c1"])
+    if "c1_cached_image" in runs:
+        results["c1_cached_image"] = run_load(engine, [request(100, shots[0])])
+        log("c1 cached image", results["c1_cached_image"])
+    if "c8" in runs:
+        results["c8"] = run_load(engine, [request(10 + i, shots[3 + i]) for i in range(8)])
+        log("c8", results["c8"])
+    if "c32" in runs:
+        results["c32"] = run_load(
+            engine, [request(20 + i, shots[11 + i]) for i in range(32)], trace=args.trace
+        )
+        log("c32", results["c32"])
+    if "c32_staggered" in runs:
+        results["c32_staggered"] = run_load(
+            engine, [request(60 + i, shots[43 + i]) for i in range(32)], gap_s=0.1
+        )
+        log("c32 staggered (one every 100 ms)", results["c32_staggered"])
+    if "c32_sustained" in runs:
+        results["c32_sustained"] = run_sustained(engine, shots[80:176], 32, 3, 200)
+        log("c32 sustained (32 users, 3 questions each)", results["c32_sustained"])
+    if args.ab and not dry:
+        engine.queue_ahead = False
+        results["c32_no_queue_ahead"] = run_load(
+            engine, [request(500 + i, shots[240 + i]) for i in range(32)], trace=args.trace
+        )
+        log("c32 without queueing decode steps ahead", results["c32_no_queue_ahead"])
+        engine.queue_ahead = True
+        semaphore = engine._preparing
+        engine._preparing = threading.BoundedSemaphore(32)
+        results["c32_prepare_together"] = run_load(
+            engine, [request(580 + i, shots[304 + i]) for i in range(32)], trace=args.trace
+        )
+        log("c32 with 32 callers preparing at once", results["c32_prepare_together"])
+        engine._preparing = semaphore
+        report["kernel_ab"] = kernel_ab(engine, shots[78])
+        log("kernels off/on", report["kernel_ab"])
+        # (32 at once with the kernels off is not measured: the compiled versions they
+        # replace then compile for shapes they never saw, seconds inside the run.)
+        set_kernels(engine, True)
+        engine.slots.warmup(spans=(1536, 2048))
+        run_load(engine, [request(9001, shots[77])])  # the prefill graph, captured anew
+        engine._preparing = threading.BoundedSemaphore(1)
+        results["c32_prepare_one_at_a_time"] = run_load(
+            engine, [request(540 + i, shots[272 + i]) for i in range(32)], trace=args.trace
+        )
+        log("c32 with callers preparing one at a time", results["c32_prepare_one_at_a_time"])
+        engine._preparing = semaphore
+    if args.sched_ab and not dry:
+        report["sched_ab"] = sched_ab(engine, shots[368:])
+        log("scheduling A/B", json.dumps(report["sched_ab"], indent=1))
     default_prefill_batch = engine.prefill_batch
     for k, pb in enumerate(args.prefill_batches[:2]):
         engine.prefill_batch = pb
@@ -569,8 +737,9 @@ def main() -> None:
     log("engine health", report["health"])
     peak = 0 if dry else torch.cuda.max_memory_allocated()
     engine.close()
-    results["hf_generate_b1"] = hf_baseline(loaded, shots[0])
-    log("hf generate b1", results["hf_generate_b1"])
+    if "hf" in runs:
+        results["hf_generate_b1"] = hf_baseline(loaded, shots[0])
+        log("hf generate b1", results["hf_generate_b1"])
 
     # Floors: decode reads every text weight once a step; prefill is compute.
     bw, flops = ceil["copy_bytes_per_s"], ceil["bf16_flops"]
@@ -613,18 +782,31 @@ def main() -> None:
         "prefill floor/TTFT | tok/s vs floor |"
     )
     log("|---|---|---|---|---|---|---|---|")
-    log(row("engine, 1 stream", results["c1"], 1))
-    log(row("engine, 1 stream, cached screenshot", results["c1_cached_image"], 1))
-    log(row("engine, 8 at once", results["c8"], 8))
-    log(row("engine, 32 at once", results["c32"], 32))
-    log(row("engine, 32 staggered 100 ms", results["c32_staggered"], 32))
-    log(row("engine, 32 users back to back", results["c32_sustained"], 32))
-    hf = results["hf_generate_b1"]
-    log(
-        f"| transformers generate, batch 1 | {hf['ttft_ms']:.0f} | - | {hf['tpot_ms']:.1f} | "
-        f"{1e3 / hf['tpot_ms']:.0f} | - | {100 * prefill_floor * 1e3 / hf['ttft_ms']:.0f}% | "
-        f"{100 * (1e3 / hf['tpot_ms']) * step_floor:.0f}% |"
-    )
+    names = [
+        ("c1", "engine, 1 stream", 1),
+        ("c1_cached_image", "engine, 1 stream, cached screenshot", 1),
+        ("c8", "engine, 8 at once", 8),
+        ("c32", "engine, 32 at once", 32),
+        ("c32_first_burst", "engine, 32 at once, first burst after start", 32),
+        ("c32_staggered", "engine, 32 staggered 100 ms", 32),
+        ("c32_sustained", "engine, 32 users back to back", 32),
+        ("c32_no_queue_ahead", "engine, 32 at once, steps not queued ahead", 32),
+        ("c32_prepare_one_at_a_time", "engine, 32 at once, callers preparing one at a time", 32),
+        ("c32_prepare_together", "engine, 32 at once, callers preparing together", 32),
+    ] + [
+        (f"c32_prefill_batch_{pb}", f"engine, 32 at once, prefill groups of {pb}", 32)
+        for pb in args.prefill_batches[:2]
+    ]
+    for key, name, conc in names:
+        if key in results:
+            log(row(name, results[key], conc))
+    if "hf_generate_b1" in results:
+        hf = results["hf_generate_b1"]
+        log(
+            f"| transformers generate, batch 1 | {hf['ttft_ms']:.0f} | - | {hf['tpot_ms']:.1f} | "
+            f"{1e3 / hf['tpot_ms']:.0f} | - | {100 * prefill_floor * 1e3 / hf['ttft_ms']:.0f}% | "
+            f"{100 * (1e3 / hf['tpot_ms']) * step_floor:.0f}% |"
+        )
     log(
         f"peak GPU memory {peak / 2**30:.1f} GiB (KV cache {engine.slots.cache_bytes / 2**30:.1f} GiB)"
     )

@@ -7,6 +7,11 @@ embedding (slicing, rotating, concatenating: about a dozen) add up to well over 
 thousand tiny kernels per decode step, about as long as reading the weights. Compiled,
 each becomes one or two Triton kernels computing the same float32 maths.
 
+On a GPU with Triton, the gated product and the two rotary helpers go one step further,
+to the hand-written kernels of kernels.py (the compiled versions ran at a fifth of the
+memory bandwidth in prefill); the compiled versions stay behind them for any input the
+kernels do not take.
+
 Only these small, shape-generic functions are compiled (once, with dynamic shapes, shared
 by all layers), never the layers themselves, so compilation takes seconds, not minutes,
 and the matrix products stay on cuBLAS. Anything that fails to compile keeps the eager
@@ -20,6 +25,8 @@ import sys
 from typing import Any
 
 import torch
+
+from . import kernels
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,7 @@ class _WithFallback:
     def __init__(self, compiled: Any, eager: Any, name: str):
         self.compiled, self.eager, self.name = compiled, eager, name
         self._glimpse_fused = True
+        self._glimpse_label = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.compiled is not None:
@@ -119,8 +127,8 @@ def fuse_small_ops(
         fn = getattr(module, name, None)
         if fn is None:
             continue
-        if getattr(fn, "_glimpse_fused", False):
-            fused.append(name)
+        if getattr(fn, "_glimpse_fused", False):  # an earlier model of this family did it
+            fused.append(getattr(fn, "_glimpse_label", name))
             continue
         compiled = _compiled(fn)
         heads, kv_heads = attn.config.num_attention_heads, attn.config.num_key_value_heads
@@ -137,15 +145,78 @@ def fuse_small_ops(
             continue
         # The attention code looks the helper up in its module at call time. This swaps it
         # for every model of this family in the process, with the same maths.
-        setattr(module, name, compiled)
-        fused.append(name)
+        text_kernel = _with_kernel(kernels.rope_text, compiled, name)
+        if _probe_rotary(text_kernel, fn, text_model, heads, kv_heads, head_dim, device, dtype):
+            setattr(module, name, text_kernel)
+        else:
+            setattr(module, name, compiled)
+        fused.append(getattr(module, name)._glimpse_label)
     for name in UNPROBED_FUNCTIONS:
         fn = getattr(module, name, None)
-        if fn is not None and not getattr(fn, "_glimpse_fused", False):
-            setattr(module, name, _compiled(fn))
-        if fn is not None:
-            fused.append(name)
+        if fn is None:
+            continue
+        if not getattr(fn, "_glimpse_fused", False):
+            compiled = _compiled(fn)
+            vision_kernel = _with_kernel(kernels.rope_vision, compiled, name)
+            if _probe_vision_rotary(vision_kernel, fn, device, dtype):
+                setattr(module, name, vision_kernel)
+            else:
+                setattr(module, name, compiled)
+        fused.append(getattr(getattr(module, name), "_glimpse_label", name))
     return fused
+
+
+def _with_kernel(kernel: Any, fallback: Any, name: str) -> Any:
+    """Call the Triton kernel where it takes the inputs (it returns None where not),
+    else the compiled function."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not kwargs or kwargs == {"unsqueeze_dim": 1}:
+            out = kernel(*args)
+            if out is not None:
+                return out
+        return fallback(*args, **kwargs)
+
+    call._glimpse_fused = True
+    call._glimpse_label = f"{name} (Triton)"
+    call.__name__ = name
+    call.eager = getattr(fallback, "eager", fallback)  # the model's own function
+    return call
+
+
+def _probe_rotary(fn, eager, text_model, heads, kv_heads, head_dim, device, dtype) -> bool:
+    """The kernel version must give the model's own rotary on the model's layout: q and k
+    as transposed views of [b, L, heads, D] projections."""
+    if not kernels.usable(torch.empty(0, device=device), name="rope_text"):
+        return False
+    try:
+        for batch, length in ((2, 3), (1, 1), (4, 1), (1, 130)):
+            q = torch.randn(batch, length, heads, head_dim, device=device, dtype=dtype)
+            k = torch.randn(batch, length, kv_heads, head_dim, device=device, dtype=dtype)
+            q, k = q.transpose(1, 2), k.transpose(1, 2)
+            pos = torch.arange(length, device=device).view(1, 1, -1).expand(3, batch, -1)
+            cos, sin = text_model.rotary_emb(q, pos)
+            _close(fn(q, k, cos, sin), eager(q, k, cos, sin))
+    except Exception:  # noqa: BLE001 - keep the compiled version
+        log.exception("the rotary kernel differs from the model's rotary; not used")
+        return False
+    return True
+
+
+def _probe_vision_rotary(fn, eager, device, dtype) -> bool:
+    if not kernels.usable(torch.empty(0, device=device), name="rope_vision"):
+        return False
+    try:
+        for seq, heads, head_dim in ((5, 3, 32), (64, 12, 128)):
+            qkv = torch.randn(seq, 3, heads, head_dim, device=device, dtype=dtype)
+            q, k, _ = qkv.permute(1, 0, 2, 3).unbind(0)
+            half = torch.randn(seq, head_dim // 2, device=device)
+            angles = torch.cat((half, half), dim=-1)
+            _close(fn(q, k, angles.cos(), angles.sin()), eager(q, k, angles.cos(), angles.sin()))
+    except Exception:  # noqa: BLE001 - keep the compiled version
+        log.exception("the vision rotary kernel differs from the model's; not used")
+        return False
+    return True
 
 
 def _children(module: Any) -> set[str]:
@@ -176,19 +247,33 @@ def _fuse_gated_mlps(modules: list[Any], device: torch.device, dtype: torch.dtyp
         return []
     fused_fn = _compiled(silu_mul)
     try:
-        for rows in (1, 3, 7):
-            gate = torch.randn(rows, 64, device=device, dtype=dtype)
-            up = torch.randn(rows, 64, device=device, dtype=dtype)
-            expected = up * torch.nn.functional.silu(gate)
-            _close(fused_fn(gate, up), expected)
+        _probe_gated(fused_fn, device, dtype)
     except Exception:  # noqa: BLE001 - keep eager on any compile trouble or mismatch
         log.exception("gated MLP did not fuse; keeping it eager")
         return []
+    label = "gated MLP"
+    if kernels.usable(torch.empty(0, device=device), name="silu_mul"):
+        with_kernel = _with_kernel(kernels.silu_mul, fused_fn, "silu_mul")
+        try:
+            _probe_gated(with_kernel, device, dtype)
+        except Exception:  # noqa: BLE001 - keep the compiled version
+            log.exception("the gated-product kernel differs; keeping the compiled one")
+        else:
+            fused_fn, label = with_kernel, "gated MLP (Triton)"
     for mlp in packed:
         mlp.forward = _packed_mlp_forward(fused_fn, mlp)
     for mlp in split:
         mlp.forward = _split_mlp_forward(fused_fn, mlp)
-    return [f"{len(packed) + len(split)} gated MLP"]
+    return [f"{len(packed) + len(split)} {label}"]
+
+
+def _probe_gated(fn: Any, device: torch.device, dtype: torch.dtype) -> None:
+    for rows in (1, 3, 7):
+        packed = torch.randn(rows, 2 * 1100, device=device, dtype=dtype)
+        gate, up = packed.chunk(2, dim=-1)  # as the packed MLP calls it: two halves
+        _close(fn(gate, up), up * torch.nn.functional.silu(gate))
+        gate, up = gate.contiguous(), up.contiguous()
+        _close(fn(gate, up), up * torch.nn.functional.silu(gate))
 
 
 def _packed_mlp_forward(fused_fn: Any, mlp: Any) -> Any:

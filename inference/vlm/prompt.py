@@ -253,7 +253,10 @@ _streams = threading.local()
 def _side_stream(device: Any) -> Any:
     stream = getattr(_streams, "stream", None)
     if stream is None:
-        stream = _streams.stream = torch.cuda.Stream(device=device)
+        # High priority: the GPU schedules its few small kernels ahead of the blocks still
+        # waiting in a prefill's large matrix products, so a screenshot is ready in about a
+        # millisecond while the scheduler prefills, not after the prefill's kernels drain.
+        stream = _streams.stream = torch.cuda.Stream(device=device, priority=-1)
     return stream
 
 

@@ -35,6 +35,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from . import kernels
+
 log = logging.getLogger(__name__)
 
 ATTN_NAME = "glimpse_slots"
@@ -64,8 +66,12 @@ def slot_attention(
     kv_heads = key.shape[1]
     scale = scaling if scaling is not None else 1.0 / math.sqrt(d)
     if q_len == 1:
-        # Decode: fold each KV head's query heads into the query-length axis so GQA needs
-        # no copy of the cache; the mask holds each slot's own length.
+        # Decode on a GPU: one Triton pass over each slot's visible cache (kernels.py).
+        out = kernels.decode_attention(query, key, value, attention_mask, scale)
+        if out is not None:
+            return out.view(b, 1, heads, d), None
+        # Otherwise fold each KV head's query heads into the query-length axis so GQA
+        # needs no copy of the cache; the mask holds each slot's own length.
         group = heads // kv_heads
         qg = query.reshape(b, kv_heads, group, d)
         scores = torch.matmul(qg, key.transpose(-1, -2)).float() * scale
@@ -142,9 +148,10 @@ class SlotCache:
             v_buf[s : s + n, :, start:end] = value_states
             return k_buf[s : s + n, :, :end], v_buf[s : s + n, :, :end]
         b = key_states.shape[0]
-        # Advanced indices around a slice: k_buf[rows, :, lens] is [b, kv_heads, d].
-        k_buf[self.rows, :, self.lens] = key_states[:, :, 0]
-        v_buf[self.rows, :, self.lens] = value_states[:, :, 0]
+        if not kernels.kv_write(k_buf, v_buf, key_states, value_states, self.lens):
+            # Advanced indices around a slice: k_buf[rows, :, lens] is [b, kv_heads, d].
+            k_buf[self.rows, :, self.lens] = key_states[:, :, 0]
+            v_buf[self.rows, :, self.lens] = value_states[:, :, 0]
         return k_buf[:b, :, : self.span], v_buf[:b, :, : self.span]
 
     # Some layers ask the cache these; a slot cache has no single answer, and they are
@@ -197,6 +204,19 @@ def _bucket(n: int, buckets: tuple[int, ...]) -> int:
     return buckets[-1]
 
 
+class StepHandle:
+    """A queued decode step: where its tokens will land on the host, and when."""
+
+    def __init__(self, buffer: torch.Tensor, event: Any, n: int):
+        self.buffer, self.event, self.n = buffer, event, n
+
+    def tokens(self) -> list[int]:
+        """The step's next token of each row; waits for the step (and only for it)."""
+        if self.event is not None:
+            self.event.synchronize()
+        return self.buffer[: self.n].tolist()
+
+
 class SlotModel:
     """Owns the slot cache and runs prefill / decode forwards. Single-threaded use only."""
 
@@ -241,11 +261,21 @@ class SlotModel:
         params = inspect.signature(self.layers[0].forward).parameters
         self.cache_kw = "cache" if "cache" in params else "past_key_values"
         self.mrope = hasattr(getattr(model, "model", model), "get_rope_index")
-        # Static decode inputs: token id, rotary position, write position (= cached length).
-        self.host_in = torch.zeros((3, max_batch), dtype=torch.long)
-        if self.device.type == "cuda":
-            self.host_in = self.host_in.pin_memory()
+        # Decode inputs of each row (= slot), kept on the device: token id, rotary position,
+        # write position (= cached length). A step leaves the next step's inputs here
+        # itself (its greedy token, both positions + 1, for rows below `dev_n`), so steps
+        # can be queued back to back without the host (see `launch`).
         self.dev_in = torch.zeros((3, max_batch), dtype=torch.long, device=self.device)
+        self.dev_n = torch.zeros((), dtype=torch.long, device=self.device)
+        self.rows_active = 0  # the value last written to dev_n
+        self.pinned = self.device.type == "cuda"
+        # Two host buffers and events for the tokens of the steps in flight (at most two).
+        self.host_tokens = [torch.zeros(max_batch, dtype=torch.long) for _ in range(2)]
+        self.events: list[Any] = [None, None]
+        if self.pinned:
+            self.host_tokens = [t.pin_memory() for t in self.host_tokens]
+            self.events = [torch.cuda.Event(), torch.cuda.Event()]
+        self.launches = 0
         self.rows = torch.arange(max_batch, device=self.device)
         self.positions = torch.arange(max_seq_len, device=self.device)
         vocab = self.lm_head.weight.shape[0]
@@ -412,23 +442,59 @@ class SlotModel:
         self.cache.rows, self.cache.lens, self.cache.span = self.rows[:b], lens, span
         hidden = self._run_layers(hidden, position_ids, mask)
         self.logits[:b].copy_(self.lm_head(hidden[:, 0]).float())
+        # The next step's inputs: this step's greedy token (sampled rows are overwritten
+        # after the step), one position further, for the active rows only; padding rows
+        # keep writing at their own free slot's same position.
+        self.dev_in[0, :b] = self.logits[:b].argmax(dim=-1)
+        self.dev_in[1:, :b] += (self.rows[:b] < self.dev_n).long()
+
+    # --- decode steps: inputs live on the device, steps are queued ahead ---
+
+    def write_rows(
+        self, start: int, tokens: list[int], rope_pos: list[int], lengths: list[int]
+    ) -> None:
+        """Set the decode inputs of rows start.. (requests that were just prefilled)."""
+        rows = torch.tensor([tokens, rope_pos, lengths], dtype=torch.long)
+        if self.pinned:  # from the caching pinned pool: safe to free before the copy ran
+            rows = rows.pin_memory()
+        self.dev_in[:, start : start + len(tokens)].copy_(rows, non_blocking=True)
+
+    def move_row(self, src: int, dst: int) -> None:
+        """Row src's inputs go to row dst (its request moved slots); src becomes padding."""
+        if src != dst:
+            self.dev_in[:, dst] = self.dev_in[:, src]
+        self.clear_row(src)
+
+    def clear_row(self, row: int) -> None:
+        self.dev_in[:, row] = 0
 
     @torch.inference_mode()
-    def decode(self, tokens: list[int], rope_pos: list[int], lengths: list[int]) -> torch.Tensor:
-        """One step for slots 0..n-1; returns logits [n, vocab] (a view, valid until the next
-        step). Slot i gets token tokens[i] at cache position lengths[i]."""
-        n = len(tokens)
+    def launch(self, n: int, longest: int, sample: Any = None) -> StepHandle:
+        """Queue one decode step for rows 0..n-1 (longest: the most entries any of them
+        has cached); returns at once. The step reads the inputs on the device, so the next
+        one can be queued before this one's tokens reach the host. `sample(logits)`, if
+        given, returns the next tokens of all n rows (for requests that sample)."""
         b = _bucket(n, self.batch_buckets)
-        span = _bucket(max(lengths) + 1, self.len_buckets)
-        self.host_in.zero_()
-        self.host_in[0, :n] = torch.tensor(tokens)
-        self.host_in[1, :n] = torch.tensor(rope_pos)
-        self.host_in[2, :n] = torch.tensor(lengths)
-        # Padding slots (n..b-1) are free: they write at position 0 of their own slot.
-        self.dev_in.copy_(self.host_in, non_blocking=True)
+        span = _bucket(longest + 1, self.len_buckets)
+        if n != self.rows_active:
+            self.dev_n.fill_(n)
+            self.rows_active = n
+        self._replay(b, span)
+        if sample is not None:
+            self.dev_in[0, :n] = sample(self.logits[:n])
+        index = self.launches % 2
+        self.launches += 1
+        buffer = self.host_tokens[index]
+        buffer[:n].copy_(self.dev_in[0, :n], non_blocking=self.pinned)
+        event = self.events[index]
+        if event is not None:
+            event.record()
+        return StepHandle(buffer, event, n)
+
+    def _replay(self, b: int, span: int) -> None:
         if not self.use_cuda_graphs:
             self._decode_forward(b, span)
-            return self.logits[:n]
+            return
         graph = self.graphs.get((b, span))
         if graph is None:
             try:
@@ -439,18 +505,31 @@ class SlotModel:
                 self.use_cuda_graphs = False
                 torch.cuda.synchronize()
                 self._decode_forward(b, span)
-                return self.logits[:n]
+                return
         graph.replay()
+
+    @torch.inference_mode()
+    def decode(self, tokens: list[int], rope_pos: list[int], lengths: list[int]) -> torch.Tensor:
+        """One step for slots 0..n-1 with these inputs, waited for; returns logits [n, vocab]
+        (a view, valid until the next step). For benchmarks and tests: the engine queues
+        steps with `launch`."""
+        n = len(tokens)
+        self.dev_in.zero_()
+        self.write_rows(0, tokens, rope_pos, lengths)
+        self.launch(n, max(lengths)).tokens()
         return self.logits[:n]
 
     def _capture(self, b: int, span: int) -> torch.cuda.CUDAGraph:
-        # Warm up on a side stream first (cuBLAS handles, lazy buffers); the warm-up step
-        # computes exactly what the replay will, so it does no harm to the live slots.
+        # Warm up on a side stream first (cuBLAS handles, lazy buffers, Triton compiles). The
+        # warm-up step computes what the replay will, and writes the same cache entries; it
+        # also advances the device inputs, which are put back before the replay reads them.
+        saved = self.dev_in.clone()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             self._decode_forward(b, span)
         torch.cuda.current_stream().wait_stream(stream)
+        self.dev_in.copy_(saved)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.graph_pool):
             self._decode_forward(b, span)
@@ -479,6 +558,8 @@ class SlotModel:
             for span in spans or self.len_buckets[:3]:
                 if (b, span) not in self.graphs and self.use_cuda_graphs:
                     self.dev_in.zero_()
+                    self.dev_n.zero_()
+                    self.rows_active = 0
                     try:
                         self._capture(b, span)
                     except RuntimeError:

@@ -11,7 +11,7 @@ the image's grid.
 The engine knows each image's grid on the host before it calls the encoder, so it hands
 the grids over (`VisionHints.use`) and the patched modules need no device-to-host copy:
 the attention splits by the host lengths, and the interpolated position embeddings are
-kept per grid. The maths is the model's own (the same projections, rotary helper and
+kept per image grid (and put together for a batch of images). The maths is the model's own (the same projections, rotary helper and
 SDPA per image); a probe compares the patched attention with the original on random
 input before anything is swapped, and without hints the original behaviour remains.
 """
@@ -104,21 +104,36 @@ def _embeddings_forward(embeddings: Any, hints: VisionHints) -> Any:
     kept: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 
     def forward(hidden, lengths, image_shapes, h_coords, w_coords) -> torch.Tensor:
-        if hints.grids is None or torch.is_grad_enabled():
+        grids = hints.grids
+        if grids is None or torch.is_grad_enabled():
             return original(hidden, lengths, image_shapes, h_coords, w_coords)
-        key = (hints.grids, hidden.dtype, hidden.device)
-        positions = kept.get(key)
-        if positions is None:
-            # The original adds its interpolated table to its input; from zeros, that is
-            # the table itself, rounded to the weights' dtype exactly as it would be.
-            positions = original(
-                torch.zeros_like(hidden), lengths, image_shapes, h_coords, w_coords
-            )
-            kept[key] = positions
-            while len(kept) > POSITION_CACHE_SIZE:
-                kept.popitem(last=False)
-        kept.move_to_end(key)
-        return hidden + positions
+        if sum(t * h * w for t, h, w in grids) != hidden.shape[0]:
+            return original(hidden, lengths, image_shapes, h_coords, w_coords)
+        # One table per grid, not per batch of grids: a prefill group of 8 screenshots of
+        # one size then reuses the table of one (each patch's interpolation depends only
+        # on its own image's grid and coordinates).
+        tables, start = [], 0
+        for i, (t, h, w) in enumerate(grids):
+            n = t * h * w
+            key = ((t, h, w), hidden.dtype, hidden.device)
+            table = kept.get(key)
+            if table is None:
+                # The original adds its interpolated table to its input; from zeros, that
+                # is the table itself, rounded to the weights' dtype exactly as it would be.
+                table = original(
+                    torch.zeros_like(hidden[start : start + n]),
+                    lengths[i : i + 1],
+                    image_shapes[i : i + 1],
+                    h_coords[start : start + n],
+                    w_coords[start : start + n],
+                )
+                kept[key] = table
+                while len(kept) > POSITION_CACHE_SIZE:
+                    kept.popitem(last=False)
+            kept.move_to_end(key)
+            tables.append(table)
+            start += n
+        return hidden + (tables[0] if len(tables) == 1 else torch.cat(tables))
 
     return forward
 

@@ -339,6 +339,16 @@ def test_vision_tower_without_host_syncs_matches_the_original(glm, glm_path, sho
             torch.testing.assert_close(
                 alone.pooler_output[0], expected_alone.pooler_output[0], rtol=1e-4, atol=1e-4
             )
+        # The position tables are kept per screenshot size: a batch in the other order (and
+        # one with a size twice) is put together from them.
+        order = [1, 0, 1]
+        grids2 = torch.cat([images[i].grid_thw for i in order])
+        pixels2 = torch.cat([images[i].pixel_values for i in order])
+        expected2 = reference.get_image_features(pixel_values=pixels2, image_grid_thw=grids2)
+        with glm.vision_hints.use(grids2):
+            got2 = base.get_image_features(pixel_values=pixels2, image_grid_thw=grids2)
+        for a, b in zip(got2.pooler_output, expected2.pooler_output, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_single_prompt_prefill_pads_to_a_bucket_and_matches_the_grouped_one(glm, shots):
@@ -374,3 +384,14 @@ def test_fused_small_ops_give_the_same_answers(glm_path, make_engine, glm, shots
     for i in (0, 2):
         r = req(f"fused{i}", shots[i], PROMPTS[i], max_new_tokens=10)
         assert run(fused, r)[-1].text == run(glm, r)[-1].text
+
+
+def test_decode_steps_queued_ahead_give_the_same_answers(glm_path, make_engine, glm, shots):
+    """The default engine queues each decode step before reading the previous one's tokens
+    (a request that stops has one spare token computed and dropped); launching and waiting
+    step by step gives the same answers, stops and lengths included."""
+    plain = make_engine(glm_path, queue_ahead=False)
+    reqs = [req(f"qa{i}", shots[i], PROMPTS[i], max_new_tokens=[5, 11, 8][i]) for i in range(3)]
+    for r in reqs:
+        a, b = run(glm, r)[-1], run(plain, r)[-1]
+        assert (a.text, a.finish_reason, a.usage) == (b.text, b.finish_reason, b.usage)
