@@ -13,9 +13,11 @@ from __future__ import annotations
 import re
 import uuid
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
+
+from glimpse.middleware_modes import EitherModeMiddleware
 
 from . import context
 
@@ -75,16 +77,7 @@ def _record_admin_read(request, read: tuple[str, str]) -> None:
         )
 
 
-class RequestContextMiddleware:
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
+class RequestContextMiddleware(EitherModeMiddleware):
     def __call__(self, request):
         if self.is_async:
             return self._acall(request)

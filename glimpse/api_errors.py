@@ -10,12 +10,13 @@ Three places produce errors and all of them end here:
 
 from __future__ import annotations
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from .middleware_modes import EitherModeMiddleware
 
 # Paths whose every response, errors included, is JSON.
 API_PATH_PREFIXES = ("/v1/", "/api/")
@@ -104,23 +105,14 @@ def _first_validation_error(data, path: str = "") -> str:
 # --- Django's own errors on API paths -------------------------------------------------------
 
 
-class ApiErrorMiddleware:
+class ApiErrorMiddleware(EitherModeMiddleware):
     """For /v1/ and /api/ paths: refuse oversized bodies before any parsing, turn
     exceptions into JSON errors, and rewrite Django's HTML error pages (404 for an unknown
     URL, 405, 413, 500) into the JSON shape. Async-capable, so it never pins a request to
     the shared sync thread."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.async_mode = iscoroutinefunction(get_response)
-        if self.async_mode:
-            markcoroutinefunction(self)
-
     def __call__(self, request):
-        if self.async_mode:
+        if self.is_async:
             return self.__acall__(request)
         return self._before(request) or self._after(request, self.get_response(request))
 

@@ -7,24 +7,20 @@ lookup and serving and passes everything else on in the chain's own mode."""
 
 from __future__ import annotations
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from .middleware_modes import EitherModeMiddleware
 
-class StaticFilesMiddleware(WhiteNoiseMiddleware):
-    sync_capable = True
-    async_capable = True
 
+class StaticFilesMiddleware(EitherModeMiddleware, WhiteNoiseMiddleware):
     def __init__(self, get_response=None, **kwargs):
-        super().__init__(get_response, **kwargs)
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+        WhiteNoiseMiddleware.__init__(self, get_response, **kwargs)
+        EitherModeMiddleware.__init__(self, get_response)
 
     def __call__(self, request):
         if self.is_async:
             return self._acall(request)
-        return super().__call__(request)
+        return WhiteNoiseMiddleware.__call__(self, request)
 
     async def _acall(self, request):
         static_file = self._static_file(request)

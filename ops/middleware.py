@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
 from django.core.signals import got_request_exception
@@ -13,6 +12,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse
 
 from glimpse.api_errors import error_response
+from glimpse.middleware_modes import EitherModeMiddleware
 
 from . import metrics
 
@@ -31,22 +31,7 @@ try again in a minute.</p></body></html>
 """
 
 
-class _BothModes:
-    """A middleware that runs in whichever mode the chain below it runs. One sync-only
-    middleware would make Django run the whole chain in a thread and call the async API
-    views back through async_to_sync: two thread switches on every request."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-
-class RequestMetricsMiddleware(_BothModes):
+class RequestMetricsMiddleware(EitherModeMiddleware):
     """Counts every response by route pattern (never the raw path: ids would explode the
     number of series) and times it."""
 
@@ -102,7 +87,7 @@ def database_unavailable_response(request):
     return response
 
 
-class DatabaseUnavailableMiddleware(_BothModes):
+class DatabaseUnavailableMiddleware(EitherModeMiddleware):
     """PostgreSQL unreachable: a 503 with Retry-After (JSON for scripts and the API, a
     short page for browsers) instead of a 500. Writes happen in transactions, so a
     request that failed here left no half-written rows."""
