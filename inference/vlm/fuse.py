@@ -121,6 +121,7 @@ def fuse_small_ops(
                 norm.forward = _norm_forward(fused_norm, norm)
             fused.append(f"{len(norms)} RMSNorm")
     fused.extend(_fuse_gated_mlps(modules, device, dtype))
+    fused.extend(_fuse_qkv(text_model, device, dtype))
     attn = text_model.layers[0].self_attn
     module = sys.modules.get(type(attn).__module__)
     for name in ROTARY_FUNCTIONS:
@@ -298,3 +299,107 @@ def _norm_forward(fused_norm: Any, norm: Any) -> Any:
         return fused_norm(hidden, weight, eps)
 
     return forward
+
+
+# --- q, k and v projections as one matrix product ---
+
+
+class _JointProjection:
+    """The q, k and v projections of one attention layer as one matrix product.
+
+    Why: at decode the k and v projections of GLM-4.6V (4096 -> 256 each, 2 MB of weights)
+    each took a 4.7 us split-K product plus its reduction kernel for half a microsecond of
+    memory traffic; in one product with q they cost about what their bytes do. Each
+    module keeps its own weight, as a view into the joint one (no second copy), and its
+    own forward for any other caller; q's forward computes all three and leaves k's and
+    v's parts for them, handed over only for the same input tensor.
+    """
+
+    def __init__(self, parts: list[Any]):
+        self.sizes = [p.out_features for p in parts]
+        with torch.inference_mode(False), torch.no_grad():
+            self.weight = torch.cat([p.weight for p in parts])
+            has_bias = parts[0].bias is not None
+            self.bias = torch.cat([p.bias for p in parts]) if has_bias else None
+            for i, p in enumerate(parts):
+                start = sum(self.sizes[:i])
+                p.weight.data = self.weight[start : start + self.sizes[i]]
+                if has_bias:
+                    p.bias.data = self.bias[start : start + self.sizes[i]]
+        self.pending: tuple[torch.Tensor, ...] | None = None
+
+    def lead(self, hidden: torch.Tensor) -> torch.Tensor:
+        out = torch.nn.functional.linear(hidden, self.weight, self.bias)
+        query, key, value = out.split(self.sizes, dim=-1)
+        self.pending = (hidden, key, value)
+        return query
+
+    def part(self, index: int, module: Any, hidden: torch.Tensor) -> torch.Tensor:
+        pending = self.pending
+        if pending is not None and pending[0] is hidden:
+            if index == 2:
+                self.pending = None  # the input is not held past the layer
+            return pending[index]
+        return torch.nn.functional.linear(hidden, module.weight, module.bias)
+
+
+def _joinable(attn: Any, dtype: torch.dtype) -> list[Any] | None:
+    parts = [getattr(attn, name, None) for name in ("q_proj", "k_proj", "v_proj")]
+    if not all(isinstance(p, torch.nn.Linear) for p in parts):
+        return None
+    if len({p.in_features for p in parts}) != 1 or any(p.weight.dtype != dtype for p in parts):
+        return None
+    if len({p.bias is None for p in parts}) != 1:
+        return None
+    return parts
+
+
+def _fuse_qkv(text_model: Any, device: torch.device, dtype: torch.dtype) -> list[str]:
+    """Join q/k/v of each text attention layer (the vision tower has one qkv already)."""
+    layers = [getattr(layer, "self_attn", None) for layer in text_model.layers]
+    groups = [_joinable(attn, dtype) for attn in layers if attn is not None]
+    if not groups or any(g is None for g in groups):
+        return []
+    try:
+        _probe_joint(groups[0], device, dtype)
+    except Exception:  # noqa: BLE001 - keep the separate products
+        log.exception("joint q/k/v projection differs; keeping separate products")
+        return []
+    for parts in groups:
+        _join(parts)
+    return [f"{len(groups)} joint q/k/v projection"]
+
+
+def _join(parts: list[Any]) -> _JointProjection:
+    joint = _JointProjection(parts)
+    parts[0].forward = joint.lead
+    for index in (1, 2):
+        parts[index].forward = _part_forward(joint, index, parts[index])
+    return joint
+
+
+def _part_forward(joint: _JointProjection, index: int, module: Any) -> Any:
+    def forward(hidden: torch.Tensor) -> torch.Tensor:
+        return joint.part(index, module, hidden)
+
+    return forward
+
+
+def _probe_joint(parts: list[Any], device: torch.device, dtype: torch.dtype) -> None:
+    """On copies of one layer's projections: the joint product's parts equal each
+    projection's own (the same weights; a matrix product of another width may round
+    differently, hence the tolerance). Made outside inference mode, as model weights are."""
+    with torch.inference_mode(False), torch.no_grad():
+        copies = []
+        for p in parts:
+            c = torch.nn.Linear(p.in_features, p.out_features, bias=p.bias is not None)
+            copies.append(c.to(device=device, dtype=dtype))
+        hidden = torch.randn(3, parts[0].in_features, device=device, dtype=dtype)
+        expected = [c(hidden) for c in copies]
+        _join(copies)
+        got = [c(hidden) for c in copies]
+        _close(tuple(got), tuple(expected))
+        # Another input than the lead's: each part computes its own.
+        other = torch.randn_like(hidden)
+        own = torch.nn.functional.linear(other, copies[1].weight, copies[1].bias)
+        _close(copies[1](other), own)
