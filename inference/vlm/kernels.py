@@ -45,6 +45,7 @@ ENABLED = {
     "rope_vision": True,
     "decode_attention": True,
     "kv_write": True,
+    "add_rms_norm": True,
 }
 
 # Decode attention: the cache is read in chunks of CHUNK positions (one program each),
@@ -108,6 +109,100 @@ def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor | None:
         grid = (rows, triton.cdiv(cols, block))
         _silu_mul_kernel[grid](g2, u2, out, g2.stride(0), u2.stride(0), cols, BLOCK=block)
     return out
+
+
+# --- GLM-4 layers: a norm on each branch's output, the residual add, the next norm ---
+
+
+def rms_norm_reference(hidden: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """transformers' Llama-style RMSNorm: float32 statistics, rounded to the input dtype,
+    then scaled by the weight in that dtype."""
+    h = hidden.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(hidden.dtype)
+
+
+def add_rms_norm_reference(x, residual, w1, w2, eps):
+    """(residual + norm(x)·w1, norm(that sum)·w2); w2 None: (the sum, None)."""
+    total = residual + rms_norm_reference(x, w1, eps)
+    return total, (None if w2 is None else rms_norm_reference(total, w2, eps))
+
+
+if triton is not None:
+
+    @triton.jit
+    def _add_rms_norm_kernel(
+        x_ptr,
+        r_ptr,
+        w1_ptr,
+        w2_ptr,
+        sum_ptr,
+        out_ptr,
+        x_stride,
+        r_stride,
+        n_cols,
+        eps,
+        SECOND: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        row = tl.program_id(0).to(tl.int64)
+        cols = tl.arange(0, BLOCK)
+        keep = cols < n_cols
+        dtype = sum_ptr.dtype.element_ty
+        x = tl.load(x_ptr + row * x_stride + cols, mask=keep, other=0.0).to(tl.float32)
+        rstd = tl.rsqrt(tl.sum(x * x, axis=0) / n_cols + eps)
+        w1 = tl.load(w1_ptr + cols, mask=keep, other=0.0).to(tl.float32)
+        # Rounded where eager rounds: the normalised row, its product with the weight, the sum.
+        normed = (w1 * (x * rstd).to(dtype).to(tl.float32)).to(dtype).to(tl.float32)
+        res = tl.load(r_ptr + row * r_stride + cols, mask=keep, other=0.0).to(tl.float32)
+        total = (res + normed).to(dtype)
+        tl.store(sum_ptr + row * n_cols + cols, total, mask=keep)
+        if SECOND:
+            t = total.to(tl.float32)
+            rstd2 = tl.rsqrt(tl.sum(t * t, axis=0) / n_cols + eps)
+            w2 = tl.load(w2_ptr + cols, mask=keep, other=0.0).to(tl.float32)
+            out = (w2 * (t * rstd2).to(dtype).to(tl.float32)).to(dtype)
+            tl.store(out_ptr + row * n_cols + cols, out, mask=keep)
+
+
+def add_rms_norm(x, residual, w1, w2, eps):
+    """`add_rms_norm_reference` in one pass over the rows (one program a token), or None
+    where the kernel does not fit (the caller then runs the norms and the add itself)."""
+    cols = x.shape[-1]
+    weights = [w1] if w2 is None else [w1, w2]
+    if not usable(x, residual, *weights, name="add_rms_norm") or residual.shape != x.shape:
+        return None
+    if residual.dtype != x.dtype or any(w.shape != (cols,) or w.dtype != x.dtype for w in weights):
+        return None
+    if cols == 0 or cols > 16384 or any(w.stride(0) != 1 for w in weights):
+        return None
+    try:
+        x2, r2 = x.view(-1, cols), residual.view(-1, cols)
+    except RuntimeError:
+        return None
+    if x2.stride(1) != 1 or r2.stride(1) != 1:
+        return None
+    total = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    out = torch.empty_like(total) if w2 is not None else total
+    rows = x2.shape[0]
+    if rows:
+        block = _pow2(cols)
+        _add_rms_norm_kernel[(rows,)](
+            x2,
+            r2,
+            w1,
+            w1 if w2 is None else w2,
+            total,
+            out,
+            x2.stride(0),
+            r2.stride(0),
+            cols,
+            float(eps),
+            SECOND=w2 is not None,
+            BLOCK=block,
+            num_warps=8 if block >= 2048 else 4,
+        )
+    return total, (None if w2 is None else out)
 
 
 # --- text rotary (GLM-4V: interleaved pairs, on the first part of each head) ---

@@ -294,11 +294,17 @@ class SlotModel:
         self.prefill_graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.pf_embeds: torch.Tensor | None = None
         self.fused: list[str] = []
+        # How _run_layers calls each layer: the layer itself, or fuse.py's runner of it.
+        self.layer_calls: list[Any] = list(self.layers)
         if fuse if fuse is not None else self.device.type == "cuda":
-            from .fuse import fuse_small_ops
+            from .fuse import fuse_small_ops, layer_runners
 
             visual = getattr(getattr(model, "model", model), "visual", None)
             self.fused = fuse_small_ops(self.text, self.device, self.dtype, visual)
+            runners = layer_runners(self.layers, self.device, self.dtype)
+            if runners:
+                self.layer_calls = runners
+                self.fused.append(f"{len(runners)} norm + residual add + norm")
 
     @property
     def cache_bytes(self) -> int:
@@ -311,7 +317,7 @@ class SlotModel:
         previous = self.config._attn_implementation
         self.config._attn_implementation = ATTN_NAME
         try:
-            for layer in self.layers:
+            for layer in self.layer_calls:
                 out = layer(
                     hidden,
                     attention_mask=mask,

@@ -377,12 +377,12 @@ def test_single_prompt_prefill_pads_to_a_bucket_and_matches_the_grouped_one(glm,
 
 def test_fused_small_ops_give_the_same_answers(glm_path, make_engine, glm, shots):
     """The GPU default (RMSNorm, rotary and gated-MLP pieces compiled into single kernels,
-    q/k/v projections as one product) forced on here: the same greedy answers as the
-    model's own modules."""
+    q/k/v projections as one product, the layers run by fuse.py's runners) forced on
+    here: the same greedy answers as the model's own modules."""
     fused = make_engine(glm_path, fuse=True)
     names = " ".join(fused.health()["fused"])
     assert "RMSNorm" in names and "gated MLP" in names and "apply_rotary_pos_emb" in names
-    assert "joint q/k/v" in names
+    assert "joint q/k/v" in names and "norm + residual add + norm" in names
     for i in (0, 2):
         r = req(f"fused{i}", shots[i], PROMPTS[i], max_new_tokens=10)
         assert run(fused, r)[-1].text == run(glm, r)[-1].text

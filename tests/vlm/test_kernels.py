@@ -70,6 +70,27 @@ def test_silu_mul_reference_is_the_eager_gated_product():
     assert torch.equal(kernels.silu_mul_reference(gate, up), up * torch.nn.functional.silu(gate))
 
 
+def glm_norm(width, dtype, eps=1e-5):
+    from transformers.models.glm4v.modeling_glm4v import Glm4vRMSNorm
+
+    norm = Glm4vRMSNorm(width, eps=eps).to(DEVICE, dtype)
+    with torch.no_grad():
+        norm.weight.normal_(1.0, 0.3)
+    return norm
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_rms_norm_reference_is_the_glm_layer_order(dtype):
+    """A GLM-4 layer: norm of the branch's output, residual add, the next norm."""
+    after, before = (glm_norm(48, dtype).cpu() for _ in range(2))
+    x, residual = torch.randn(2, 3, 48).to(dtype), torch.randn(2, 3, 48).to(dtype)
+    with torch.no_grad():
+        total = residual + after(x)
+        want = (total, before(total))
+        got = kernels.add_rms_norm_reference(x, residual, after.weight, before.weight, 1e-5)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
 def test_decode_attention_reference_is_softmax_attention():
     b, heads, kv_heads, span, d = 3, 8, 2, 20, 16
     q = torch.randn(b, heads, 1, d)
@@ -94,6 +115,7 @@ def test_without_triton_or_gpu_the_callers_keep_their_code():
     assert kernels.decode_attention(cpu, cpu, cpu, cpu, 1.0) is None
     assert not kernels.kv_write(cpu, cpu, cpu, cpu, cpu)
     assert kernels.silu_mul(cpu, cpu) is None
+    assert kernels.add_rms_norm(cpu, cpu, cpu, None, 1e-5) is None
 
 
 # --- the kernels (GPU or interpreter) ---
@@ -117,6 +139,25 @@ def test_silu_mul_kernel_on_packed_halves(dtype):
     close(got, kernels.silu_mul_reference(gate, up), dtype)
     split = kernels.silu_mul(gate.contiguous(), up.contiguous())
     assert torch.equal(split, got)
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows", [1, 5])
+def test_add_rms_norm_kernel(dtype, rows):
+    w1, w2 = (glm_norm(1000, dtype).weight.detach() for _ in range(2))
+    x = torch.randn(rows, 1, 1000, device=DEVICE).to(dtype) * 3
+    residual = torch.randn(rows, 1, 1000, device=DEVICE).to(dtype)
+    got = kernels.add_rms_norm(x, residual, w1, w2, 1e-5)
+    want = kernels.add_rms_norm_reference(x, residual, w1, w2, 1e-5)
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape and a.is_contiguous()
+        close(a, b, dtype)
+    total, none = kernels.add_rms_norm(x, residual, w1, None, 1e-5)
+    assert none is None and torch.equal(total, got[0])
+    # One row alone gives the bits it gives in the batch (batched = alone).
+    alone = kernels.add_rms_norm(x[:1], residual[:1], w1, w2, 1e-5)
+    assert torch.equal(alone[1], got[1][:1])
 
 
 @needs_kernels
