@@ -321,7 +321,12 @@ def run_load(
 
 
 def run_sustained(
-    engine: VLMEngine, shots: list[str], clients: int, per_client: int, first_id: int
+    engine: VLMEngine,
+    shots: list[str],
+    clients: int,
+    per_client: int,
+    first_id: int,
+    trace: bool = False,
 ) -> dict:
     """Closed loop: `clients` users, each asking again as soon as an answer ends (every
     question about a new screenshot). The steady state of a busy server: prefills of new
@@ -341,17 +346,24 @@ def run_sustained(
 
     before = (engine.prefill_s, engine.decode_s, engine.steps)
     threads = [threading.Thread(target=user) for _ in range(clients)]
+    engine.trace = [] if trace else None
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0
+    t_end = time.perf_counter()
+    wall = t_end - t0
     rows = list(engine.finished)[start_index:]
     ttft = [r[2] - r[1] for r in rows]
     tokens = sum(r[5] for r in rows)
     steps = engine.steps - before[2]
+    extra = {}
+    if trace:
+        extra["trace"] = trace_summary(engine.trace, t0, t_end)
+        engine.trace = None
     return {
+        **extra,
         "n": len(rows),
         "errors": errors,
         "wall_s": wall,
@@ -472,10 +484,16 @@ def trace_summary(trace: list[tuple[float, str, int]], t0: float, t_end: float) 
     ends = [t for t, what, _ in rel if what == "prefilled"]
     collects = [t for t, what, _ in rel if what == "collect"]
     launches = [t for t, what, _ in rel if what == "launch"]
+    embedded = [t for t, what, _ in rel if what == "embedded"]
     groups = [
         {"start_ms": round(a, 1), "ms": round(b - a, 1), "n": n}
         for (a, n), b in zip(starts, ends, strict=False)
     ]
+    for group in groups:  # until the prompts' embeddings were ready (the vision encoder)
+        start, end = group["start_ms"], group["start_ms"] + group["ms"]
+        inside = [t for t in embedded if start <= t <= end]
+        if inside:
+            group["embed_ms"] = round(inside[0] - start, 1)
     # Decode step periods: between consecutive collects with no prefill in between.
     periods = []
     for a, b in zip(collects, collects[1:], strict=False):
@@ -529,6 +547,123 @@ def sched_ab(engine: VLMEngine, shots: list[str]) -> dict:
     return out
 
 
+def prefill_ab(engine: VLMEngine, shots: list[str]) -> dict:
+    """32 at once and 32 users back to back, interleaved: a group's prompts as one eager
+    forward with flash attention (the default), the same with PyTorch's own attention
+    choice (cuDNN), and one by one through the single-prompt graphs."""
+    modes = ("forward_flash", "forward_cudnn", "each")
+    out: dict = {mode: [] for mode in modes}
+    first = 0
+    default = engine.slots.group_backends
+
+    def use(mode: str) -> None:
+        engine.slots.each_prompt_static = mode == "each"
+        engine.slots.group_backends = None if mode == "forward_cudnn" else default
+
+    for _ in range(2):
+        for mode in modes:
+            use(mode)
+            reqs = [request(6000 + first + i, shots[first + i]) for i in range(32)]
+            first += 32
+            r = run_load(engine, reqs, trace=True)
+            out[mode].append(_ab_row(r))
+    for mode in modes:
+        use(mode)
+        r = run_sustained(engine, shots[first : first + 96], 32, 3, 7000 + first, trace=True)
+        first += 96
+        out[mode + "_sustained"] = _ab_row(r)
+    use("forward_flash")
+    return out
+
+
+def _ab_row(r: dict) -> dict:
+    return {
+        "out_tok_s": round(r["out_tok_s"], 1),
+        "ttft_p95_ms": round(r["ttft_p95_ms"]),
+        "prefill_ms": r["trace"]["prefill_total_ms"],
+        "wall_ms": round(1e3 * r["wall_s"]),
+        "steps": r["trace"]["steps"],
+        "step_period_ms_p50": r["trace"]["step_period_ms_p50"],
+        "groups": [(g["n"], g["ms"], g.get("embed_ms")) for g in r["trace"]["groups"]],
+    }
+
+
+def probe_prefill(engine: VLMEngine, shots: list[str]) -> dict:
+    """What a group size costs the eager group forward the first time it is met, with
+    PyTorch's default attention backend (cuDNN here) and with flash attention alone; then
+    GPU profiles of a group of eight as one forward and prompt by prompt. Only meaningful
+    where the process has not formed such groups before (r3 ran it after the default
+    runs while those prefilled prompt by prompt)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.profiler import ProfilerActivity, profile
+
+    slots = engine.slots
+    jobs = [engine.prompts.prepare(request(8000 + i, shots[i])) for i in range(8)]
+    images = [p.images[0] for p in jobs]
+    out: dict = {}
+    with torch.inference_mode():
+        t = time.perf_counter()
+        engine._encode_images(images[:1])
+        sync()
+        out["vision_n1_first_ms"] = 1e3 * (time.perf_counter() - t)
+        t = time.perf_counter()
+        engine._encode_images(images[1:8])
+        sync()
+        out["vision_n7_first_ms"] = 1e3 * (time.perf_counter() - t)
+        embeds, positions = [], []
+        for p in jobs:
+            ids = p.input_ids.to("cuda")
+            feats = engine.features.features(p.images[0].key)
+            emb = slots.text.embed_tokens(ids)
+            mask = (ids == engine.prompts.image_token_id).unsqueeze(-1)
+            embeds.append(emb.masked_scatter(mask, feats.to(emb.dtype)))
+            positions.append(engine.prompts.rope_positions(p)[0])
+        batch = torch.cat(embeds)
+        pos = torch.cat(positions, dim=1).to("cuda")
+        lengths = [p.length for p in jobs]
+
+        def forward(n):
+            return lambda: slots._prefill_forward(0, batch[:n], pos[:, :n], lengths[:n])
+
+        def each(n):
+            return lambda: slots.prefill(0, batch[:n], pos[:, :n], lengths[:n])
+
+        flash = [SDPBackend.FLASH_ATTENTION]
+        plan = [
+            ("forward_n2_flash", 2, flash),
+            ("forward_n2_flash_again", 2, flash),
+            ("forward_n3_default", 3, None),
+            ("forward_n3_default_again", 3, None),
+            ("forward_n4_flash", 4, flash),
+            ("forward_n4_default", 4, None),
+            ("forward_n4_default_again", 4, None),
+            ("forward_n8_default", 8, None),
+            ("forward_n8_default_again", 8, None),
+            ("forward_n8_flash", 8, flash),
+            ("forward_n8_flash_again", 8, flash),
+        ]
+        for name, n, backends in plan:
+            sync()
+            t = time.perf_counter()
+            if backends is None:
+                forward(n)()
+            else:
+                with sdpa_kernel(backends):
+                    forward(n)()
+            sync()
+            out[name + "_ms"] = 1e3 * (time.perf_counter() - t)
+        for name in ("each_n8", "each_n8_again", "each_n8_third"):
+            out[name + "_ms"] = timed_ms(each(8), repeat=1)
+        for name, fn in (("forward_n8", forward(8)), ("each_n8", each(8))):
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                fn()
+                sync()
+            out[name + "_profile"] = prof.key_averages().table(
+                sort_by="cuda_time_total", row_limit=12
+            )
+    return out
+
+
 def set_kernels(engine: VLMEngine, on: bool) -> None:
     """Switch the Triton kernels; graphs captured before keep theirs, so drop them."""
     for name in kernels.ENABLED:
@@ -573,6 +708,16 @@ def main() -> None:
         "--sched-ab",
         action="store_true",
         help="32 at once, repeated, under several GIL switch intervals and prepare limits",
+    )
+    parser.add_argument(
+        "--prefill-ab",
+        action="store_true",
+        help="32 at once and back to back, groups prefilled prompt by prompt or as one forward",
+    )
+    parser.add_argument(
+        "--probe-prefill",
+        action="store_true",
+        help="first-time cost of group sizes in one forward, by attention backend",
     )
     parser.add_argument(
         "--runs",
@@ -632,7 +777,8 @@ def main() -> None:
     text_params = weight_bytes // 2
     # Every timed request asks about a screenshot not seen before (the vision encoder runs),
     # except the one run that measures a follow-up about the same screenshot.
-    shots = [screenshot(tmp / f"shot{i}.png", i) for i in range(80 + 96 + 32 * (6 + 11))]
+    # (--prefill-ab takes 480 from 368 on, --probe-prefill 8 from 900 on)
+    shots = [screenshot(tmp / f"shot{i}.png", i) for i in range(908)]
     runs = set(args.runs.split(","))
 
     engine = VLMEngine("bench", max_batch=32, max_seq_len=args.max_seq_len, ignore_eos=True)
@@ -692,7 +838,9 @@ def main() -> None:
         )
         log("c32 staggered (one every 100 ms)", results["c32_staggered"])
     if "c32_sustained" in runs:
-        results["c32_sustained"] = run_sustained(engine, shots[80:176], 32, 3, 200)
+        results["c32_sustained"] = run_sustained(
+            engine, shots[80:176], 32, 3, 200, trace=args.trace
+        )
         log("c32 sustained (32 users, 3 questions each)", results["c32_sustained"])
     if args.ab and not dry:
         engine.queue_ahead = False
@@ -721,6 +869,13 @@ def main() -> None:
         )
         log("c32 with callers preparing one at a time", results["c32_prepare_one_at_a_time"])
         engine._preparing = semaphore
+    if args.probe_prefill and not dry:
+        report["probe_prefill"] = probe = probe_prefill(engine, shots[900:])
+        for key, value in probe.items():
+            log(f"{key}: {value:.1f}" if isinstance(value, float) else f"{key}:\n{value}")
+    if args.prefill_ab and not dry:
+        report["prefill_ab"] = prefill_ab(engine, shots[368:])
+        log("prefill A/B", json.dumps(report["prefill_ab"], indent=1))
     if args.sched_ab and not dry:
         report["sched_ab"] = sched_ab(engine, shots[368:])
         log("scheduling A/B", json.dumps(report["sched_ab"], indent=1))

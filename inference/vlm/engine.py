@@ -179,7 +179,8 @@ class VLMEngine:
         # health() and the benchmark; bounded so a long-running worker does not grow.
         self.finished: deque[tuple[str, float, float | None, float, int, int]] = deque(maxlen=4096)
         # For benchmarks: a list to record (time, event, count) of the scheduler's phases
-        # into ("submit", "prefill", "prefilled", "launch", "collect"); None records nothing.
+        # into ("submit", "prefill", "embedded", "prefilled", "launch", "collect"); None
+        # records nothing.
         self.trace: list[tuple[float, str, int]] | None = None
 
     # --- Engine protocol ---
@@ -233,7 +234,8 @@ class VLMEngine:
             visual = getattr(getattr(loaded.model, "model", loaded.model), "visual", None)
             self.vision_patches = speed_up_vision(visual, self.vision_hints)
         if self.slots is not None and loaded.device.type == "cuda":
-            self.slots.warmup_prefill()
+            largest = (self.prefill_batch, self.prefill_group_tokens // self.prefill_batch)
+            self.slots.warmup_prefill(group=largest)
         self._thread = threading.Thread(target=self._run, name="vlm-scheduler", daemon=True)
         self._thread.start()
 
@@ -484,6 +486,8 @@ class VLMEngine:
         try:
             self._encode_images([img for job in jobs for img in job.prompt.images])
             embeds = [self._embeds(job) for job in jobs]
+            if self.trace is not None:  # copying the prompt ids waited for the encoder
+                self.trace.append((time.perf_counter(), "embedded", len(jobs)))
             lengths = [job.prompt.length for job in jobs]
             width = max(lengths)
             batch = embeds[0].new_zeros((len(jobs), width, embeds[0].shape[-1]))

@@ -375,6 +375,35 @@ def test_single_prompt_prefill_pads_to_a_bucket_and_matches_the_grouped_one(glm,
         )
 
 
+def test_group_prefill_prompt_by_prompt_matches_the_group_forward(glm, shots):
+    """A group of prompts of different lengths, as one right-padded forward (the default)
+    and one by one through the single-prompt path: the same logits and cache entries."""
+    slots = glm.slots
+    prompts = [glm.prompts.prepare(req(f"grp{i}", shots[i])) for i in (0, 2)]
+    with torch.inference_mode():
+        glm._encode_images([img for p in prompts for img in p.images])
+        embeds = [glm._embeds(type("J", (), {"prompt": p})()) for p in prompts]
+        lengths = [p.length for p in prompts]
+        width = max(lengths)
+        batch = embeds[0].new_zeros((2, width, embeds[0].shape[-1]))
+        positions = torch.zeros((3, 2, width), dtype=torch.long)
+        for i, (p, emb) in enumerate(zip(prompts, embeds, strict=True)):
+            batch[i, : lengths[i]] = emb[0]
+            positions[:, i, : lengths[i]] = glm.prompts.rope_positions(p)[0][:, 0]
+        grouped = slots.prefill(1, batch, positions, lengths).clone()
+        cached = [slots.kv[:, :, 1 + i, :, : lengths[i]].clone() for i in range(2)]
+        slots.each_prompt_static = True
+        try:
+            each = slots.prefill(1, batch, positions, lengths)
+        finally:
+            slots.each_prompt_static = False
+        torch.testing.assert_close(each, grouped, rtol=1e-4, atol=1e-4)
+        for i in range(2):
+            torch.testing.assert_close(
+                slots.kv[:, :, 1 + i, :, : lengths[i]], cached[i], rtol=1e-4, atol=1e-4
+            )
+
+
 def test_fused_small_ops_give_the_same_answers(glm_path, make_engine, glm, shots):
     """The GPU default (RMSNorm, rotary and gated-MLP pieces compiled into single kernels,
     q/k/v projections as one product, the layers run by fuse.py's runners) forced on
