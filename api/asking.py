@@ -1,6 +1,6 @@
 """The steps shared by POST /v1/chat and /v1/chat/completions.
 
-1. open (one pool-thread hop): settle finished answers, check the daily quotas, turn
+1. open (one pool-thread hop): check the daily quotas, turn
    the image reference into an Upload, then in one transaction create the conversation
    (unless the request continues one), the question, the answer and its ledger row
    (api.services.api_ask);
@@ -34,7 +34,7 @@ from .answers import AnswerListener, error_from_event, in_worker_thread
 from .errors import ApiError
 from .images import UPLOAD_SCHEME, image_source
 from .limits import quota_check
-from .services import SeedTurn, api_ask, api_exchanges_settle, upload_delete
+from .services import SeedTurn, api_ask, api_exchange_settle, upload_delete
 
 
 @dataclass
@@ -78,7 +78,6 @@ def service_error(exc: ServiceError) -> ApiError:
 def _open(question: Question) -> _Opened:
     api_key = question.api_key
     user = api_key.user
-    api_exchanges_settle(user=user)
     reference = question.image_reference
     if reference and not reference.startswith(UPLOAD_SCHEME):
         # New image bytes are fetched and stored before the answer starts: a caller over
@@ -249,9 +248,11 @@ def stop_answer(message_id: int, acting_user) -> None:
 
 @in_worker_thread
 def finished_answer(message_id: int, user) -> Message | None:
-    """The stored answer, with the ledger settled so quotas see its tokens at once."""
-    api_exchanges_settle(user=user)
-    return Message.objects.filter(pk=message_id).first()
+    """The stored answer, its ledger row settled."""
+    answer = Message.objects.filter(pk=message_id).first()
+    if answer is not None:
+        api_exchange_settle(answer=answer)
+    return answer
 
 
 def usage_of(answer: Message | None, event: dict | None = None) -> dict:

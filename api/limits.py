@@ -8,9 +8,9 @@
   ledger of API answers (`ApiExchange`), which is exact, survives restarts and cannot be
   reset by deleting conversations. Tokens are known only once an answer is final, so a
   request that starts under the quota may end over it; the next one is refused.
-- Concurrent generations per key: answers of the key still pending or streaming, checked
-  under a lock on the key row in the same transaction that starts the answer
-  (api.services.api_answer_start).
+- Concurrent generations per key: answers of the key still pending or streaming, counted
+  in the same query as the quotas, under a lock on the key row in the transaction that
+  starts the answer (api.services.api_ask).
 
 Every refusal is a 429 with Retry-After.
 """
@@ -23,11 +23,12 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from assistant.models import Message
 
 from .errors import ApiError
 from .models import ApiExchange, RateWindow
@@ -155,36 +156,80 @@ def _day_bounds(now: dt.datetime) -> tuple[dt.datetime, float]:
     return start, (start + dt.timedelta(days=1) - now).total_seconds()
 
 
-def usage_today(*, api_key: ApiKey) -> dict:
-    """Today's requests and tokens of the key and of its user, in one query over the
-    user's rows of the day."""
+@dataclass(frozen=True)
+class Usage:
+    """Today's requests and tokens of a key and of its user, and the key's running answers."""
+
+    key_requests: int
+    key_tokens: int
+    user_requests: int
+    user_tokens: int
+    key_running: int
+    # Ledger rows whose answer is final but whose counts are not copied yet.
+    unsettled_final: int
+
+
+# One statement over the user's ledger rows of the day and the unsettled ones. An
+# unsettled row counts its answer's own tokens (joined), so the figures are exact without
+# settling the ledger first. Written as SQL because it runs on every API question: the
+# ORM spelling of these conditional sums cost about 2.5 ms of CPU per request to build.
+_USAGE_SQL = """
+SELECT
+    count(*) FILTER (WHERE e.created_at >= %(start)s),
+    coalesce(sum({tokens}) FILTER (WHERE e.created_at >= %(start)s), 0),
+    count(*) FILTER (WHERE e.created_at >= %(start)s AND e.api_key_id = %(key)s),
+    coalesce(sum({tokens}) FILTER (WHERE e.created_at >= %(start)s AND e.api_key_id = %(key)s), 0),
+    count(*) FILTER (WHERE NOT e.settled AND e.api_key_id = %(key)s AND m.status IN (%(pending)s, %(streaming)s)),
+    count(*) FILTER (WHERE NOT e.settled AND (m.status IS NULL OR m.status NOT IN (%(pending)s, %(streaming)s)))
+FROM {exchange} e LEFT JOIN {message} m ON m.id = e.answer_id
+WHERE e.user_id = %(user)s AND (e.created_at >= %(start)s OR NOT e.settled)
+"""
+_TOKENS = """CASE WHEN e.settled THEN e.prompt_tokens + e.completion_tokens
+    ELSE coalesce(m.prompt_tokens + m.completion_tokens, 0) END"""
+
+
+def usage_today(*, api_key: ApiKey) -> Usage:
+    """Today's usage of the key and its user, and the key's running answers."""
     start, _ = _day_bounds(timezone.now())
-    of_key = Q(api_key=api_key)
-    tokens = F("prompt_tokens") + F("completion_tokens")
-    totals = ApiExchange.objects.filter(user_id=api_key.user_id, created_at__gte=start).aggregate(
-        user_requests=Count("id"),
-        user_tokens=Sum(tokens),
-        key_requests=Count("id", filter=of_key),
-        key_tokens=Sum(tokens, filter=of_key),
+    sql = _USAGE_SQL.format(
+        tokens=_TOKENS,
+        exchange=ApiExchange._meta.db_table,
+        message=Message._meta.db_table,
     )
-    return {
-        "key": {"requests": totals["key_requests"], "tokens": totals["key_tokens"] or 0},
-        "user": {"requests": totals["user_requests"], "tokens": totals["user_tokens"] or 0},
+    params = {
+        "start": connection.ops.adapt_datetimefield_value(start),
+        "key": api_key.pk,
+        "user": api_key.user_id,
+        "pending": Message.Status.PENDING.value,
+        "streaming": Message.Status.STREAMING.value,
     }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    user_requests, user_tokens, key_requests, key_tokens, key_running, unsettled_final = row
+    return Usage(
+        key_requests=key_requests,
+        key_tokens=int(key_tokens),
+        user_requests=user_requests,
+        user_tokens=int(user_tokens),
+        key_running=key_running,
+        unsettled_final=unsettled_final,
+    )
 
 
-def quota_check(*, api_key: ApiKey) -> None:
-    """Refuse a new answer when a daily quota is used up. Call after settling the
-    user's finished answers (api.services.api_exchanges_settle)."""
+def quota_check(*, api_key: ApiKey, used: Usage | None = None) -> None:
+    """Refuse a new answer when a daily quota is used up."""
     limits = limits_for(api_key)
     _, until_midnight = _day_bounds(timezone.now())
-    used = usage_today(api_key=api_key)
+    used = used or usage_today(api_key=api_key)
     scopes = [
-        ("this API key", used["key"], limits.key_daily_requests, limits.key_daily_tokens),
-        ("your account", used["user"], limits.user_daily_requests, limits.user_daily_tokens),
-    ]
-    for whose, used, max_requests, max_tokens in scopes:
-        if max_requests and used["requests"] >= max_requests:
+        ("this API key", used.key_requests, used.key_tokens, limits.key_daily_requests,
+         limits.key_daily_tokens),
+        ("your account", used.user_requests, used.user_tokens, limits.user_daily_requests,
+         limits.user_daily_tokens),
+    ]  # fmt: skip
+    for whose, requests, tokens, max_requests, max_tokens in scopes:
+        if max_requests and requests >= max_requests:
             raise ApiError(
                 429,
                 f"Daily quota reached: {max_requests} requests per day for {whose}. "
@@ -192,7 +237,7 @@ def quota_check(*, api_key: ApiKey) -> None:
                 "daily_request_quota_exceeded",
                 retry_after=until_midnight,
             )
-        if max_tokens and used["tokens"] >= max_tokens:
+        if max_tokens and tokens >= max_tokens:
             raise ApiError(
                 429,
                 f"Daily quota reached: {max_tokens} tokens per day for {whose}. "

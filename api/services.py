@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
+from django.db.models.functions import Coalesce
 
 from accounts.models import ApiKey
 from assistant import services as assistant_services
@@ -24,7 +26,7 @@ from assistant.services import AskStarted
 from audit.services import audit_batch, audit_record
 from inference.types import SamplingParams
 
-from .limits import concurrency_check, quota_check
+from .limits import concurrency_check, quota_check, usage_today
 from .models import ApiConversation, ApiExchange
 
 FINAL_STATUSES = [Message.Status.DONE, Message.Status.FAILED, Message.Status.ABORTED]
@@ -98,18 +100,14 @@ def api_ask(
         # processes. NO KEY UPDATE: rows that merely reference the key (a concurrent
         # request's ApiConversation) must not wait for it.
         ApiKey.objects.select_for_update(no_key=True).filter(pk=api_key.pk).first()
-        # A running answer's ledger entry is unsettled; filtering on that first keeps the
-        # count on the user's few recent rows (index user+settled), not the key's history.
-        running = ApiExchange.objects.filter(
-            user_id=api_key.user_id,
-            settled=False,
-            api_key=api_key,
-            answer__status__in=RUNNING_STATUSES,
-        ).count()
-        concurrency_check(api_key=api_key, running=running)
-        # Again under the key's lock: requests racing past the early check (which spares
-        # over-quota callers any writes) must not start more answers than the quota allows.
-        quota_check(api_key=api_key)
+        # Running answers and today's usage in one query, under the key's lock: requests
+        # racing past the early quota check (which spares over-quota callers any writes)
+        # must not start more answers than the cap and the quotas allow.
+        used = usage_today(api_key=api_key)
+        concurrency_check(api_key=api_key, running=used.key_running)
+        quota_check(api_key=api_key, used=used)
+        if used.unsettled_final:
+            api_exchanges_settle(user=user)
         new_conversation = conversation is None
         if new_conversation:
             conversation = _conversation_create(
@@ -176,20 +174,29 @@ def _conversation_create(
 
 
 def api_exchanges_settle(*, user) -> int:
-    """Copy the token counts of the user's finished API answers into the ledger."""
-    count = 0
-    pending = ApiExchange.objects.filter(user=user, settled=False).select_related("answer")
-    for exchange in pending:
-        answer = exchange.answer
-        if answer is not None and answer.status not in FINAL_STATUSES:
-            continue
-        ApiExchange.objects.filter(pk=exchange.pk, settled=False).update(
+    """Copy the token counts of the user's finished API answers into the ledger (one
+    UPDATE). Quotas do not wait for this (they read an unsettled row's answer directly);
+    it keeps the counts once the answers are deleted."""
+    answer = Message.objects.filter(pk=OuterRef("answer_id"))
+    return (
+        ApiExchange.objects.filter(user=user, settled=False)
+        .exclude(answer__status__in=RUNNING_STATUSES)
+        .update(
             settled=True,
-            prompt_tokens=answer.prompt_tokens if answer else 0,
-            completion_tokens=answer.completion_tokens if answer else 0,
+            prompt_tokens=Coalesce(Subquery(answer.values("prompt_tokens")), 0),
+            completion_tokens=Coalesce(Subquery(answer.values("completion_tokens")), 0),
         )
-        count += 1
-    return count
+    )
+
+
+def api_exchange_settle(*, answer: Message) -> None:
+    """Settle the ledger row of one finished answer."""
+    if answer.is_final:
+        ApiExchange.objects.filter(answer=answer, settled=False).update(
+            settled=True,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+        )
 
 
 def api_conversation_delete(*, conversation: Conversation, acting_user) -> None:
