@@ -26,7 +26,7 @@ from ..models import Endpoint
 from ..serializers import ChatAskSerializer, ChatResponseSerializer, ErrorSerializer
 from ..services import sampling_from
 from ..sse import KEEPALIVE, sse_event, sse_response
-from .base import AsyncApiView, parsed_body
+from .base import AsyncApiView, json_object
 
 ERRORS = {
     status: OpenApiResponse(ErrorSerializer, description=description)
@@ -92,7 +92,7 @@ class ChatView(AsyncApiView):
         tags=["chat"],
     )
     async def post(self, request):
-        serializer = ChatAskSerializer(data=await parsed_body(request))
+        serializer = ChatAskSerializer(data=json_object(request))
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         reference = data.get("image_url")

@@ -34,7 +34,7 @@ from ..models import Endpoint
 from ..serializers import ChatCompletionCreateSerializer, ChatCompletionSerializer
 from ..services import sampling_from
 from ..sse import KEEPALIVE, sse_event, sse_response
-from .base import AsyncApiView, parsed_body
+from .base import AsyncApiView, json_object
 from .chat import ERRORS
 
 
@@ -162,7 +162,7 @@ class ChatCompletionsView(AsyncApiView):
         tags=["chat"],
     )
     async def post(self, request):
-        serializer = ChatCompletionCreateSerializer(data=await parsed_body(request))
+        serializer = ChatCompletionCreateSerializer(data=json_object(request))
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         model = served_model_id()

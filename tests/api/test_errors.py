@@ -13,7 +13,9 @@ from accounts.services import api_key_revoke
 
 from .conftest import QUESTION, assert_error, bearer
 
-pytestmark = pytest.mark.django_db
+# Transactional: the async API views authenticate on a pool thread, with its own
+# database connection, which must see the keys the test creates.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 CHAT = "/v1/chat"
 COMPLETIONS = "/v1/chat/completions"
