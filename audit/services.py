@@ -47,11 +47,7 @@ def audit_batch():
         if events:
             if not transaction.get_connection().in_atomic_block:
                 raise RuntimeError("audit_batch must end inside the transaction it records")
-            head = _chain_head_locked()
-            for event in events:
-                _chain(event, head)
-            AuditEvent.objects.bulk_create(events)
-            _head_save(head)
+            _append(events)
             for event in events:
                 event_recorded.send(sender=AuditEvent, event=event)
     finally:
@@ -88,12 +84,48 @@ def audit_record(
     if batch is not None:
         batch.append(event)
         return event
-    head = _chain_head_locked()
-    _chain(event, head)
-    event.save(force_insert=True)
-    _head_save(head)
+    _append([event])
     event_recorded.send(sender=AuditEvent, event=event)
     return event
+
+
+def _append(events: list[AuditEvent]) -> None:
+    """Chain the events after the head and write them: lock the head, insert the events,
+    move the head. Three statements written out here: every question and every API
+    answer records events, and the ORM spent about 1.5 ms of CPU building these three."""
+    connection = transaction.get_connection()
+    head = _chain_head_locked(connection)
+    for event in events:
+        _chain(event, head)
+    fields = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    # Names come from the models' metadata; every value is a parameter.
+    sql = (
+        f"INSERT INTO {_quoted(connection, AuditEvent._meta.db_table)} "  # noqa: S608
+        f"({', '.join(_quoted(connection, field.column) for field in fields)}) "
+        f"VALUES {', '.join([row] * len(events))} RETURNING {_quoted(connection, 'id')}"
+    )
+    params = [
+        field.get_db_prep_save(getattr(event, field.attname), connection)
+        for event in events
+        for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = [pk for (pk,) in cursor.fetchall()]
+        cursor.execute(
+            f"UPDATE {_quoted(connection, AuditChainHead._meta.db_table)} "  # noqa: S608
+            "SET last_seq = %s, last_hash = %s WHERE id = 1",
+            [head.last_seq, head.last_hash],
+        )
+    for event, pk in zip(events, ids, strict=True):
+        event.pk = pk
+        event._state.adding = False
+        event._state.db = connection.alias
+
+
+def _quoted(connection, name: str) -> str:
+    return connection.ops.quote_name(name)
 
 
 def _chain(event: AuditEvent, head: AuditChainHead) -> None:
@@ -104,11 +136,6 @@ def _chain(event: AuditEvent, head: AuditChainHead) -> None:
     event.hash = chain.event_hash(event.prev_hash, chained_fields(event))
     event._chained = True
     head.last_seq, head.last_hash = event.seq, event.hash
-
-
-def _head_save(head: AuditChainHead) -> None:
-    head._chained = True  # the head's guard lets only audit_record move it
-    head.save(update_fields=["last_seq", "last_hash"])
 
 
 def chained_fields(event: AuditEvent) -> dict:
@@ -124,10 +151,16 @@ def chained_fields(event: AuditEvent) -> dict:
     }
 
 
-def _chain_head_locked() -> AuditChainHead:
-    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
-    if head is not None:
-        return head
+def _chain_head_locked(connection) -> AuditChainHead:
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT last_seq, last_hash "  # noqa: S608
+            f"FROM {_quoted(connection, AuditChainHead._meta.db_table)} WHERE id = 1{lock}"
+        )
+        row = cursor.fetchone()
+    if row is not None:
+        return AuditChainHead(pk=1, last_seq=row[0], last_hash=row[1])
     # First event ever (or the head row was lost): start from the newest event, if any.
     # ON CONFLICT DO NOTHING lets two first writers race safely; the loser then waits on
     # the winner's row lock below.
