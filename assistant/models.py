@@ -62,6 +62,9 @@ class Conversation(models.Model):
         return f"conversation.{self.pk}"
 
 
+UNFINISHED_ANSWER_CONSTRAINT = "one_unfinished_answer_per_conversation"
+
+
 class Message(models.Model):
     class Role(models.TextChoices):
         USER = "user"
@@ -102,6 +105,21 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        indexes = [
+            # The runner reads an answer with the turns before it (conversation, id <= the
+            # answer's, newest first); without it PostgreSQL intersects the whole primary
+            # key range, which grows with the table.
+            models.Index(fields=["conversation", "id"], name="message_conversation_id_idx"),
+        ]
+        constraints = [
+            # One answer at a time per conversation (two tabs asking at once): the second
+            # insert fails, and assistant.services reports the conversation as busy.
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=models.Q(role="assistant", status__in=["pending", "streaming"]),
+                name=UNFINISHED_ANSWER_CONSTRAINT,
+            )
+        ]
 
     def __str__(self):
         return f"{self.role} message {self.pk} ({self.status})"

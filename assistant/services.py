@@ -12,7 +12,8 @@ import logging
 from dataclasses import asdict, dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Subquery, Value, When
 from django.utils import timezone
 
 from audit.services import audit_batch, audit_record
@@ -22,7 +23,7 @@ from inference.types import ChatTurn, GenerationRequest, SamplingParams
 
 from . import storage
 from .errors import ServiceError
-from .models import Conversation, Message, Upload
+from .models import UNFINISHED_ANSWER_CONSTRAINT, Conversation, Message, Upload
 from .safety.pipeline import (
     ScreenedQuestion,
     question_screened_record,
@@ -220,20 +221,6 @@ def message_ask_start(
             raise error from None
 
     with transaction.atomic(savepoint=False), audit_batch():
-        # Lock the conversation so two tabs cannot both start an answer in it.
-        busy = False
-        if not new_conversation:
-            conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
-            busy = conversation.messages.filter(
-                role=Message.Role.ASSISTANT,
-                status__in=[Message.Status.PENDING, Message.Status.STREAMING],
-            ).exists()
-        if busy:
-            raise ServiceError(
-                "An answer is still being written. Wait for it or press Stop.",
-                code="conversation_busy",
-                status=409,
-            )
         question = Message.objects.create(
             conversation=conversation,
             role=Message.Role.USER,
@@ -241,19 +228,33 @@ def message_ask_start(
             upload=upload,
             moderation=screened.moderation_record,
         )
-        answer = Message.objects.create(
-            conversation=conversation,
-            role=Message.Role.ASSISTANT,
-            reply_to=question,
-            status=Message.Status.PENDING if cached is None else Message.Status.DONE,
-            sampling=asdict(sampling),
-            **(_cached_fields(cached) if cached else {}),
-        )
-        if not conversation.title:
-            conversation.title = screened.text[:80]
-            conversation.save(update_fields=["title", "updated_at"])
-        elif not new_conversation:
-            conversation.save(update_fields=["updated_at"])
+        try:
+            # A second unfinished answer in the conversation (two tabs asking at once)
+            # violates a partial unique index; the transaction, question included, is
+            # rolled back by the error raised here.
+            answer = Message.objects.create(
+                conversation=conversation,
+                role=Message.Role.ASSISTANT,
+                reply_to=question,
+                status=Message.Status.PENDING if cached is None else Message.Status.DONE,
+                sampling=asdict(sampling),
+                **(_cached_fields(cached) if cached else {}),
+            )
+        except IntegrityError as exc:
+            if not _answer_unfinished_conflict(exc):
+                raise
+            raise ServiceError(
+                "An answer is still being written. Wait for it or press Stop.",
+                code="conversation_busy",
+                status=409,
+            ) from None
+        if not (new_conversation and conversation.title):
+            # The first question names the conversation. Decided in the UPDATE itself:
+            # the caller's copy of the row may predate an earlier question.
+            Conversation.objects.filter(pk=conversation.pk).update(
+                updated_at=timezone.now(),
+                title=Case(When(title="", then=Value(screened.text[:80])), default=F("title")),
+            )
         audit_record(
             actor=acting_user,
             action="message.ask",
@@ -328,18 +329,25 @@ class GenerationJob:
     status: str  # the answer's status when the job was read
 
 
+def _answer_unfinished_conflict(exc: IntegrityError) -> bool:
+    # PostgreSQL names the constraint; SQLite names the indexed column.
+    text = str(exc)
+    return UNFINISHED_ANSWER_CONSTRAINT in text or "assistant_message.conversation_id" in text
+
+
 def generation_request_build(*, message_id: int) -> GenerationJob | None:
     """The engine request for an answer, with what the runner needs to know about the
     answer, or None when it is already final (a redelivered task must not answer twice)."""
-    answer = Message.objects.filter(pk=message_id).first()
-    if answer is None or answer.is_final:
-        return None
-    history = list(
+    # One query: the answer and the turns before it in its conversation (newest first).
+    conversation_of_answer = Message.objects.filter(pk=message_id).values("conversation_id")
+    rows = list(
         Message.objects.select_related("upload")
-        .filter(conversation_id=answer.conversation_id, pk__lt=answer.pk)
-        .order_by("-id")[: HISTORY_TURNS * 2]
+        .filter(conversation_id=Subquery(conversation_of_answer), pk__lte=message_id)
+        .order_by("-id")[: HISTORY_TURNS * 2 + 1]
     )
-    history.reverse()
+    if not rows or rows[0].pk != message_id or rows[0].is_final:
+        return None
+    answer, history = rows[0], rows[:0:-1]
     newest_image = next((m for m in reversed(history) if m.upload_id), None)
     if newest_image is not None:
         newest_image.upload = _upload_for_model(newest_image.upload_id)

@@ -110,6 +110,8 @@ async def test_second_question_while_answering_is_refused_then_stop_aborts(owner
     while busy.get("message_id") == message_id:  # stream events may come first
         busy = await communicator.receive_json_from(timeout=10)
     assert busy["type"] == "error" and busy["code"] == "conversation_busy"
+    # Refused whole: the second question was not stored either.
+    assert await database_sync_to_async(conversation.messages.count)() == 2
 
     await communicator.send_json_to({"type": "stop", "message_id": message_id})
     events = await collect_until_final(communicator, timeout=120)
@@ -129,4 +131,20 @@ async def test_text_only_question_gets_a_plain_answer(owner):
     assert events[-1]["type"] == "done"
     assert "screenshot" in events[-1]["text"].lower()
     assert (await stored(accepted["message_id"])).status == "done"
+    await communicator.disconnect()
+
+
+async def test_the_first_question_names_the_conversation(owner, orders_png):
+    conversation, upload = await make_conversation(owner, orders_png)
+    communicator, _, _ = await open_socket(conversation.pk, user=owner)
+    questions = [
+        {"type": "ask", "text": "Which order is still pending?", "upload_id": str(upload.pk)},
+        {"type": "ask", "text": "What is its total?"},
+    ]
+    for question in questions:
+        await communicator.send_json_to(question)
+        events = await collect_until_final(communicator, timeout=120)
+        assert events[-1]["type"] == "done"
+    await conversation.arefresh_from_db()
+    assert conversation.title == "Which order is still pending?"
     await communicator.disconnect()
