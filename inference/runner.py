@@ -46,9 +46,11 @@ class EventStream:
         self.message_id = message_id
         self.seq = 0
 
-    def emit(self, kind: str, **payload) -> None:
+    def emit(self, kind: str, *, wait: bool = True, **payload) -> None:
         publish(
-            self.group, {"type": kind, "message_id": self.message_id, "seq": self.seq, **payload}
+            self.group,
+            {"type": kind, "message_id": self.message_id, "seq": self.seq, **payload},
+            wait=wait,
         )
         self.seq += 1
 
@@ -152,7 +154,9 @@ def _run(request: GenerationRequest, stream: EventStream, engine: Engine) -> Non
     model = getattr(engine, "model_name", "") or engine.name
     if not message_generation_start(message_id=message_id, engine=engine.name, model=model):
         return
-    stream.emit("start", engine=engine.name)
+    # Queued, not waited for: the engine starts on the first token meanwhile, and the
+    # publisher keeps the order of the events it is given.
+    stream.emit("start", wait=False, engine=engine.name)
     # A stream can last minutes: holding a PostgreSQL connection for each would cap the
     # number of concurrent answers at max_connections. Reconnecting at the end costs ms.
     connections.close_all()
