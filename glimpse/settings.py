@@ -73,14 +73,16 @@ MIDDLEWARE = [
     "audit.middleware.RequestContextMiddleware",
     # /v1/ and /api/: body size limit, and Django's own errors as JSON (glimpse/api_errors.py).
     "glimpse.api_errors.ApiErrorMiddleware",
-    "django.middleware.security.SecurityMiddleware",
+    # Django's own middlewares, minus needless thread hops under ASGI; sessions, CSRF,
+    # the user and messages step aside on the partner API (glimpse/django_middleware.py).
+    "glimpse.django_middleware.InlineSecurityMiddleware",
     "glimpse.static_files.StaticFilesMiddleware",  # WhiteNoise, async-capable
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "glimpse.django_middleware.BrowserSessionMiddleware",
+    "glimpse.django_middleware.InlineCommonMiddleware",
+    "glimpse.django_middleware.BrowserCsrfViewMiddleware",
+    "glimpse.django_middleware.BrowserAuthenticationMiddleware",
+    "glimpse.django_middleware.BrowserMessageMiddleware",
+    "glimpse.django_middleware.InlineXFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "glimpse.urls"
