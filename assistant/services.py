@@ -280,6 +280,9 @@ def message_ask_start(
                 obj=answer,
                 details={"status": answer.status, "engine": answer.engine, "cached": True},
             )
+            if new_conversation:
+                # Created in this transaction: no socket can be in its group yet.
+                return AskStarted(answer, route=None)
             transaction.on_commit(
                 lambda: answer_cache.publish_cached_answer(
                     group=conversation.group_name,
