@@ -81,12 +81,12 @@ def _redis():
     return _redis_clients[url]
 
 
-def _count_in_redis(key: str, ttl: int) -> int:
+def _count_in_redis(keys: list[str], ttl: int) -> list[int]:
     pipe = _redis().pipeline()
-    pipe.incr(key)
-    pipe.expire(key, ttl, nx=True)
-    count, _ = pipe.execute()
-    return int(count)
+    for key in keys:
+        pipe.incr(key)
+        pipe.expire(key, ttl, nx=True)
+    return [int(count) for count in pipe.execute()[::2]]
 
 
 def _count_in_database(key: str, ttl: int) -> int:
@@ -106,24 +106,24 @@ def _count_in_database(key: str, ttl: int) -> int:
         return RateWindow.objects.values_list("count", flat=True).get(key=key)
 
 
-def count_request(name: str) -> tuple[int, float]:
-    """Count one request against the current minute of `name`: (count, seconds until the
-    window ends)."""
+def count_requests(names: list[str]) -> tuple[list[int], float]:
+    """Count one request against the current minute of each name (in one Redis round
+    trip): (counts, seconds until the window ends)."""
     now = time.time()
     window = int(now // WINDOW_SECONDS)
-    key = f"glimpse:api:rate:{name}:{window}"
+    keys = [f"glimpse:api:rate:{name}:{window}" for name in names]
     ttl = WINDOW_SECONDS * 2
     if settings.REDIS_URL:
         try:
-            count = _count_in_redis(key, ttl)
+            counts = _count_in_redis(keys, ttl)
         except Exception:
             # A limiter outage must not take the API down with it: let the request
             # through and say so in the log.
             logger.warning("rate counter unavailable; request not counted", exc_info=True)
-            count = 0
+            counts = [0] * len(keys)
     else:
-        count = _count_in_database(key, ttl)
-    return count, (window + 1) * WINDOW_SECONDS - now
+        counts = [_count_in_database(key, ttl) for key in keys]
+    return counts, (window + 1) * WINDOW_SECONDS - now
 
 
 def rate_limit_check(*, api_key: ApiKey) -> None:
@@ -132,10 +132,11 @@ def rate_limit_check(*, api_key: ApiKey) -> None:
         (f"key:{api_key.pk}", limits.key_per_minute, "this API key"),
         (f"user:{api_key.user_id}", limits.user_per_minute, "your account"),
     ]
-    for name, limit, whose in checks:
-        if not limit:
-            continue
-        count, retry_after = count_request(name)
+    checks = [check for check in checks if check[1]]
+    if not checks:
+        return
+    counts, retry_after = count_requests([name for name, _, _ in checks])
+    for (_, limit, whose), count in zip(checks, counts, strict=True):
         if count > limit:
             raise ApiError(
                 429,
