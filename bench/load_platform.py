@@ -191,6 +191,7 @@ def rest_phase(url, raw_key, upload_id, requests):
         if first.status_code != 200:
             print("REST /v1/chat unavailable:", first.status_code, first.text[:300])
             return None
+        client_cpu = time.process_time()
         for _ in range(requests):
             started = time.perf_counter()
             response = client.post("/v1/chat", json=body)
@@ -198,6 +199,7 @@ def rest_phase(url, raw_key, upload_id, requests):
             engines[response.status_code] = engines.get(response.status_code, 0) + 1
     total = sum(latencies)
     print(f"REST statuses: {engines}; {requests / total:.1f} requests/s sequential")
+    print(f"REST client CPU: {1000 * (time.process_time() - client_cpu) / requests:.1f} ms a request")
     return latencies
 
 
