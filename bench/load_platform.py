@@ -199,7 +199,9 @@ def rest_phase(url, raw_key, upload_id, requests):
             engines[response.status_code] = engines.get(response.status_code, 0) + 1
     total = sum(latencies)
     print(f"REST statuses: {engines}; {requests / total:.1f} requests/s sequential")
-    print(f"REST client CPU: {1000 * (time.process_time() - client_cpu) / requests:.1f} ms a request")
+    print(
+        f"REST client CPU: {1000 * (time.process_time() - client_cpu) / requests:.1f} ms a request"
+    )
     return latencies
 
 
