@@ -58,12 +58,8 @@ class AuditEventQuerySet(_AppendOnlyQuerySet):
     _what = "audit events"
 
     def bulk_create(self, objs, *args, **kwargs):
-        # Rows outside audit_record would have no place in the hash chain; audit_batch
-        # writes the events it chained together.
-        objs = list(objs)
-        if not objs or not all(getattr(obj, "_chained", False) for obj in objs):
-            raise AuditImmutableError("audit events are written by audit_record only")
-        return super().bulk_create(objs, *args, **kwargs)
+        # Rows outside audit_record would have no place in the hash chain.
+        raise AuditImmutableError("audit events are written by audit_record only")
 
 
 class AuditChainHeadQuerySet(_AppendOnlyQuerySet):

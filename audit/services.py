@@ -134,7 +134,6 @@ def _chain(event: AuditEvent, head: AuditChainHead) -> None:
     event.created_at = timezone.now()
     event.prev_hash = head.last_hash
     event.hash = chain.event_hash(event.prev_hash, chained_fields(event))
-    event._chained = True
     head.last_seq, head.last_hash = event.seq, event.hash
 
 
