@@ -29,7 +29,6 @@ from inference.types import SamplingParams
 from .limits import concurrency_check, quota_check, usage_today
 from .models import ApiConversation, ApiExchange
 
-FINAL_STATUSES = [Message.Status.DONE, Message.Status.FAILED, Message.Status.ABORTED]
 RUNNING_STATUSES = [Message.Status.PENDING, Message.Status.STREAMING]
 # Seeded assistant turns were written by the client, not by an engine of ours.
 CLIENT_SUPPLIED_ENGINE = "client"
@@ -230,12 +229,8 @@ def message_exchange_delete(*, message: Message, acting_user) -> None:
                 code="message_busy",
                 status=409,
             )
-        if answer is not None and hasattr(answer, "api_exchange"):
-            ApiExchange.objects.filter(pk=answer.api_exchange.pk, settled=False).update(
-                settled=True,
-                prompt_tokens=answer.prompt_tokens,
-                completion_tokens=answer.completion_tokens,
-            )
+        if answer is not None:
+            api_exchange_settle(answer=answer)
         audit_record(
             actor=acting_user,
             action="message.delete",
