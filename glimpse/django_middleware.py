@@ -6,11 +6,11 @@ back for every hook of every middleware on every request. Seven of them made twe
 per request, a few milliseconds of a cached API answer's time.
 
 - Security, Common and X-Frame-Options only read the request and set headers: their hooks
-  run on the event loop (`inline`).
+  run on the event loop (`_Inline`).
 - CSRF's view check is skipped at once for exempt views (every API view), without a hop.
 - Sessions, CSRF, the user and messages mean nothing to the partner API: `/v1/` takes a
   bearer key (api/authentication.py), no cookies, and its views are CSRF-exempt. Those
-  middlewares step aside there (`browser_only`) and work as before everywhere else,
+  middlewares step aside there (`_BrowserOnly`) and work as before everywhere else,
   hops included, since a session may be saved to the database.
 """
 
