@@ -3,11 +3,15 @@
 import asyncio
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "glimpse.settings")
-# Django must be set up before anything imports models.
-django_http = get_asgi_application()
+# Django must be set up before anything imports models (as get_asgi_application does).
+django.setup(set_prefix=False)
+
+from glimpse.http_handler import ReusedThreadASGIHandler  # noqa: E402
+
+django_http = ReusedThreadASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
