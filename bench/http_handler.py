@@ -22,40 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "glimpse.settings")
 
 
-def scope_for(path: str) -> dict:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-
-
 async def request(app, path: str) -> None:
-    incoming = [{"type": "http.request", "body": b"", "more_body": False}]
-    never = asyncio.Event()  # the client stays connected
-    statuses = []
+    from tests.asgi_http import asgi_get
 
-    async def receive():
-        if incoming:
-            return incoming.pop()
-        await never.wait()
-
-    async def send(message):
-        if message["type"] == "http.response.start":
-            statuses.append(message["status"])
-
-    await app(scope_for(path), receive, send)
-    if statuses != [200]:
-        raise SystemExit(f"{path} answered {statuses}")
+    status = await asgi_get(app, path)
+    if status != 200:
+        raise SystemExit(f"{path} answered {status}")
 
 
 async def cpu_per_request(app, path: str, requests: int) -> float:

@@ -14,6 +14,8 @@ from django.urls import include, path
 
 from glimpse.http_handler import MAX_IDLE_EXECUTORS, ReusedThreadASGIHandler
 
+from ..asgi_http import asgi_get
+
 
 class SlowView:
     """A synchronous view that runs until the test lets it return."""
@@ -40,41 +42,8 @@ urlpatterns = [
 ]
 
 
-def http_scope(path: str) -> dict:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-
-
 async def get(app, path: str = "/healthz", hang_up: asyncio.Event | None = None) -> int | None:
-    """One request as a server would make it; the response's status (None if the client
-    hung up first: `hang_up` set)."""
-    incoming = [{"type": "http.request", "body": b"", "more_body": False}]
-    hung_up = hang_up or asyncio.Event()
-    sent = []
-
-    async def receive():
-        if incoming:
-            return incoming.pop()
-        await hung_up.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message):
-        sent.append(message)
-
-    await app(http_scope(path), receive, send)
-    return sent[0]["status"] if sent else None
+    return await asgi_get(app, path, hang_up)
 
 
 def alive(thread_names) -> int:
