@@ -65,6 +65,16 @@ def _pow2(n: int, least: int = 1) -> int:
     return max(least, 1 << (max(1, n) - 1).bit_length())
 
 
+def _as_rows(cols: int, *tensors: torch.Tensor) -> list[torch.Tensor] | None:
+    """Each tensor viewed as [rows, cols] with unit column stride, without a copy (the
+    halves of a packed [..., 2I] tensor do); None where one of them cannot be."""
+    try:
+        rows = [t.view(-1, cols) for t in tensors]
+    except RuntimeError:
+        return None
+    return rows if all(r.stride(1) == 1 for r in rows) else None
+
+
 # --- gated MLP: up * silu(gate) ---
 
 
@@ -96,12 +106,10 @@ def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor | None:
         return None
     if gate.dtype != up.dtype:
         return None
-    try:  # rows of the halves of a packed [..., 2I] tensor view as [rows, I] with no copy
-        g2, u2 = gate.view(-1, cols), up.view(-1, cols)
-    except RuntimeError:
+    rows_of = _as_rows(cols, gate, up)
+    if rows_of is None:
         return None
-    if g2.stride(1) != 1 or u2.stride(1) != 1:
-        return None
+    g2, u2 = rows_of
     out = torch.empty(gate.shape, dtype=gate.dtype, device=gate.device)
     rows = g2.shape[0]
     if rows:
@@ -176,12 +184,10 @@ def add_rms_norm(x, residual, w1, w2, eps):
         return None
     if cols == 0 or cols > 16384 or any(w.stride(0) != 1 for w in weights):
         return None
-    try:
-        x2, r2 = x.view(-1, cols), residual.view(-1, cols)
-    except RuntimeError:
+    rows_of = _as_rows(cols, x, residual)
+    if rows_of is None:
         return None
-    if x2.stride(1) != 1 or r2.stride(1) != 1:
-        return None
+    x2, r2 = rows_of
     total = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     out = torch.empty_like(total) if w2 is not None else total
     rows = x2.shape[0]
