@@ -197,12 +197,13 @@ def usage_today(*, api_key: ApiKey) -> Usage:
         exchange=ApiExchange._meta.db_table,
         message=Message._meta.db_table,
     )
+    pending, streaming = Message.UNFINISHED_STATUSES
     params = {
         "start": connection.ops.adapt_datetimefield_value(start),
         "key": api_key.pk,
         "user": api_key.user_id,
-        "pending": Message.Status.PENDING.value,
-        "streaming": Message.Status.STREAMING.value,
+        "pending": pending.value,
+        "streaming": streaming.value,
     }
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -29,7 +29,6 @@ from inference.types import SamplingParams
 from .limits import concurrency_check, quota_check, usage_today
 from .models import ApiConversation, ApiExchange
 
-RUNNING_STATUSES = [Message.Status.PENDING, Message.Status.STREAMING]
 # Seeded assistant turns were written by the client, not by an engine of ours.
 CLIENT_SUPPLIED_ENGINE = "client"
 
@@ -191,7 +190,7 @@ def api_exchanges_settle(*, user) -> int:
     answer = Message.objects.filter(pk=OuterRef("answer_id"))
     return (
         ApiExchange.objects.filter(user=user, settled=False)
-        .exclude(answer__status__in=RUNNING_STATUSES)
+        .exclude(answer__status__in=Message.UNFINISHED_STATUSES)
         .update(
             settled=True,
             prompt_tokens=Coalesce(Subquery(answer.values("prompt_tokens")), 0),
@@ -223,7 +222,7 @@ def message_exchange_delete(*, message: Message, acting_user) -> None:
         raise ServiceError("This message cannot be deleted on its own.", code="not_deletable")
     with transaction.atomic():
         answer = Message.objects.select_for_update().filter(reply_to=question).first()
-        if answer is not None and answer.status in RUNNING_STATUSES:
+        if answer is not None and answer.status in Message.UNFINISHED_STATUSES:
             raise ServiceError(
                 "The answer is still being written; stop it or wait before deleting.",
                 code="message_busy",

@@ -77,6 +77,10 @@ class Message(models.Model):
         FAILED = "failed"
         ABORTED = "aborted"
 
+    # An answer still being written (the engine has it or will). The partial unique index
+    # in Meta spells the same two values out: Meta cannot see this class's names.
+    UNFINISHED_STATUSES = (Status.PENDING, Status.STREAMING)
+
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
     )

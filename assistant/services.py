@@ -99,7 +99,7 @@ def conversation_create(*, owner, title: str = "") -> Conversation:
 @transaction.atomic
 def conversation_delete(*, conversation: Conversation, acting_user) -> None:
     for message in conversation.messages.filter(
-        role=Message.Role.ASSISTANT, status__in=[Message.Status.PENDING, Message.Status.STREAMING]
+        role=Message.Role.ASSISTANT, status__in=Message.UNFINISHED_STATUSES
     ):
         transaction.on_commit(lambda pk=message.pk: inference_client.abort(pk))
     # Screenshots belong to the conversation that used them; one still used by another
@@ -383,9 +383,7 @@ def _upload_for_model(upload_id) -> Upload:
 
 def message_generation_start(*, message_id: int, engine: str, model: str = "") -> bool:
     """Mark an answer as streaming. False if it is already final (nothing to do)."""
-    updated = Message.objects.filter(
-        pk=message_id, status__in=[Message.Status.PENDING, Message.Status.STREAMING]
-    ).update(
+    updated = Message.objects.filter(pk=message_id, status__in=Message.UNFINISHED_STATUSES).update(
         status=Message.Status.STREAMING,
         engine=engine[:100],
         model=model[:200],
@@ -449,7 +447,7 @@ def messages_fail_interrupted(*, error: str) -> int:
     """Fail every unfinished answer (used at start-up of the embedded engine)."""
     count = 0
     unfinished = Message.objects.filter(
-        role=Message.Role.ASSISTANT, status__in=[Message.Status.PENDING, Message.Status.STREAMING]
+        role=Message.Role.ASSISTANT, status__in=Message.UNFINISHED_STATUSES
     ).values_list("pk", flat=True)
     for message_id in list(unfinished):
         if message_generation_fail(message_id=message_id, error=error, code="interrupted"):

@@ -61,7 +61,7 @@ def user_erase(*, user, acting_user=None) -> dict:
         }
         for message_id in messages.filter(
             role=Message.Role.ASSISTANT,
-            status__in=[Message.Status.PENDING, Message.Status.STREAMING],
+            status__in=Message.UNFINISHED_STATUSES,
         ).values_list("pk", flat=True):
             transaction.on_commit(lambda pk=message_id: inference_client.abort(pk))
 

@@ -58,7 +58,7 @@ def answers_sweep() -> dict[str, int]:
     unfinished = list(
         Message.objects.filter(
             role=Message.Role.ASSISTANT,
-            status__in=[Message.Status.PENDING, Message.Status.STREAMING],
+            status__in=Message.UNFINISHED_STATUSES,
         ).values_list("pk", "status", "created_at", "started_at")
     )
     pending_cutoff = now - timedelta(seconds=settings.ANSWER_PENDING_DEADLINE)

@@ -396,7 +396,7 @@ def upload_forget_unredacted(*, upload_id) -> bool:
             in_use = (
                 Message.objects.filter(
                     role=Message.Role.ASSISTANT,
-                    status__in=[Message.Status.PENDING, Message.Status.STREAMING],
+                    status__in=Message.UNFINISHED_STATUSES,
                     conversation__messages__upload_id=upload_id,
                 )
                 .values("pk")
