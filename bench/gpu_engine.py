@@ -610,14 +610,8 @@ def probe_prefill(engine: VLMEngine, shots: list[str]) -> dict:
         engine._encode_images(images[1:8])
         sync()
         out["vision_n7_first_ms"] = 1e3 * (time.perf_counter() - t)
-        embeds, positions = [], []
-        for p in jobs:
-            ids = p.input_ids.to("cuda")
-            feats = engine.features.features(p.images[0].key)
-            emb = slots.text.embed_tokens(ids)
-            mask = (ids == engine.prompts.image_token_id).unsqueeze(-1)
-            embeds.append(emb.masked_scatter(mask, feats.to(emb.dtype)))
-            positions.append(engine.prompts.rope_positions(p)[0])
+        embeds = [engine._embeds(p) for p in jobs]
+        positions = [engine.prompts.rope_positions(p)[0] for p in jobs]
         batch = torch.cat(embeds)
         pos = torch.cat(positions, dim=1).to("cuda")
         lengths = [p.length for p in jobs]

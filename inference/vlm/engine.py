@@ -455,12 +455,13 @@ class VLMEngine:
         pooled = getattr(out, "pooler_output", out)
         return torch.cat(list(pooled)) if isinstance(pooled, (list, tuple)) else pooled
 
-    def _embeds(self, job: Job) -> torch.Tensor:
+    def _embeds(self, prompt: PreparedPrompt) -> torch.Tensor:
+        """The prompt's input embeddings, its images' features in their placeholders."""
         device = self.loaded.device
-        ids = job.prompt.input_ids.to(device)
+        ids = prompt.input_ids.to(device)
         embeds = self.slots.text.embed_tokens(ids)
-        if job.prompt.images:
-            feats = torch.cat([self._features(img) for img in job.prompt.images], dim=0)
+        if prompt.images:
+            feats = torch.cat([self._features(img) for img in prompt.images], dim=0)
             mask = (ids == self.prompts.image_token_id).unsqueeze(-1)
             embeds = embeds.masked_scatter(mask, feats.to(embeds.dtype))
         return embeds
@@ -485,7 +486,7 @@ class VLMEngine:
         device = self.loaded.device
         try:
             self._encode_images([img for job in jobs for img in job.prompt.images])
-            embeds = [self._embeds(job) for job in jobs]
+            embeds = [self._embeds(job.prompt) for job in jobs]
             if self.trace is not None:  # copying the prompt ids waited for the encoder
                 self.trace.append((time.perf_counter(), "embedded", len(jobs)))
             lengths = [job.prompt.length for job in jobs]

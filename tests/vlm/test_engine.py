@@ -360,8 +360,7 @@ def test_single_prompt_prefill_pads_to_a_bucket_and_matches_the_grouped_one(glm,
     assert prompt.length % 128 != 0  # so padding is really exercised
     with torch.inference_mode():
         glm._encode_images(prompt.images)
-        job = type("J", (), {"prompt": prompt})()
-        embeds = glm._embeds(job)
+        embeds = glm._embeds(prompt)
         static = slots.prefill(3, embeds, pos).clone()
         cached = slots.kv[:, :, 3, :, : prompt.length].clone()
         slots.static_prefill = False
@@ -382,7 +381,7 @@ def test_group_prefill_prompt_by_prompt_matches_the_group_forward(glm, shots):
     prompts = [glm.prompts.prepare(req(f"grp{i}", shots[i])) for i in (0, 2)]
     with torch.inference_mode():
         glm._encode_images([img for p in prompts for img in p.images])
-        embeds = [glm._embeds(type("J", (), {"prompt": p})()) for p in prompts]
+        embeds = [glm._embeds(p) for p in prompts]
         lengths = [p.length for p in prompts]
         width = max(lengths)
         batch = embeds[0].new_zeros((2, width, embeds[0].shape[-1]))
